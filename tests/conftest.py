@@ -1,0 +1,39 @@
+"""Shared fixtures: a TM23-format archive made by tm23data.testing, and an isolated cache per test."""
+
+from __future__ import annotations
+
+import pytest
+
+from tm23data.fetch import import_archive
+from tm23data.testing import synthetic_archive
+
+#: Elements of the shared archive: fcc with EMT labels, hcp and bcc with Lennard-Jones labels.
+ARCHIVE_ELEMENTS = ("Cu", "Ti", "W")
+N_TRAIN, N_TEST = 9, 3
+
+
+@pytest.fixture(scope="session")
+def synthetic_zip(tmp_path_factory):
+    """(path, md5) of a TM23-format archive: all 8 members for Cu, Ti and W, 9 train / 3 test frames per regime."""
+    path = tmp_path_factory.mktemp("archive") / "benchmarking_master_collection-20240316T202423Z-001.zip"
+    md5 = synthetic_archive(path, ARCHIVE_ELEMENTS, N_TRAIN, N_TEST, seed=0)
+    return path, md5
+
+
+@pytest.fixture
+def tm23_home(tmp_path, monkeypatch):
+    """An empty cache root, with no archive configuration inherited from the environment."""
+    home = tmp_path / "tm23home"
+    monkeypatch.setenv("TM23_HOME", str(home))
+    for var in ("TM23_URL", "TM23_MD5", "TM23_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    return home
+
+
+@pytest.fixture
+def cached(tm23_home, synthetic_zip, monkeypatch):
+    """The synthetic archive imported into an empty cache and selected with TM23_MD5; returns its md5."""
+    path, md5 = synthetic_zip
+    monkeypatch.setenv("TM23_MD5", md5)
+    import_archive(path)
+    return md5

@@ -1,0 +1,48 @@
+"""tm23data: the TM23 transition-metal benchmark (Owen, Torrisi et al., npj Comput. Mater. 2024) as
+verified, cached arrays, Hugging Face datasets, PyTorch Geometric graphs and ASE Atoms.
+
+    from tm23data import load_tm23
+    ds = load_tm23("Ti", split="cold_to_melt")
+
+Heavy dependencies (datasets, h5py, torch) are imported on first use, not at ``import tm23data``.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "load_tm23": ("tm23data.hf", "load_tm23"),
+    "Evaluator": ("tm23data.metrics", "Evaluator"),
+    "fit_power_law": ("tm23data.metrics", "fit_power_law"),
+    "load_store": ("tm23data.store", "load_store"),
+    "resolve_split": ("tm23data.splits", "resolve_split"),
+    "STANDARD_SPLITS": ("tm23data.splits", "STANDARD_SPLITS"),
+    "Frames": ("tm23data.frames", "Frames"),
+    "read_extxyz": ("tm23data.extxyz", "read_extxyz"),
+    "import_archive": ("tm23data.fetch", "import_archive"),
+    "ArchiveSource": ("tm23data.config", "ArchiveSource"),
+}
+
+__all__ = ["__version__", "download", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(module), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'tm23data' has no attribute {name!r}")
+
+
+def download(elements=None, *, source=None, progress: bool = True) -> dict:
+    """Fetch the archive (if needed) and build the cache of ``elements`` (all 27 when None), so that
+    later loads work offline. Returns {element: store path}."""
+    from . import elements as table
+    from .store import load_store
+
+    symbols = table.symbols() if elements is None else table.resolve(elements)
+    return {el: load_store(el, source, progress=progress).path for el in symbols}

@@ -1,0 +1,102 @@
+"""Where things live and which archive is meant, from the environment (read at call time, so tests and
+long-running processes see changes).
+
+- ``TM23_HOME``: cache root (default: the user's cache directory, e.g. ``~/.cache/tm23data``).
+- ``TM23_URL``: one or more mirror URLs (space or comma separated) that replace the published ones.
+- ``TM23_MD5``: the md5 of the archive those URLs serve (default: the published archive's md5).
+- ``TM23_OFFLINE=1``: never touch the network.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from . import manifest
+
+
+def home() -> Path:
+    """Cache root: ``$TM23_HOME`` or the platform's user cache directory."""
+    env = os.environ.get("TM23_HOME")
+    if env:
+        return Path(env).expanduser().resolve()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("tm23data", appauthor=False))
+
+
+def offline() -> bool:
+    """True when ``TM23_OFFLINE`` is set to a true value (1, true, yes, on)."""
+    return os.environ.get("TM23_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+_MD5_RE = re.compile(r"^[0-9a-f]{32}$")
+
+
+def check_md5(value: str, what: str = "md5") -> str:
+    value = value.strip().lower()
+    if not _MD5_RE.match(value):
+        raise ValueError(f"{what} must be 32 hexadecimal characters, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class ArchiveSource:
+    """One archive: where to fetch it (in order) and the md5 it must have.
+
+    The md5 identifies the archive everywhere: cache folders and HDF5 stores are keyed by it, so a
+    regenerated or mirrored archive never mixes with the published one.
+    """
+
+    urls: tuple[str, ...]
+    md5: str
+    filename: str
+
+    @property
+    def is_published(self) -> bool:
+        return self.md5 == manifest.ARCHIVE_MD5
+
+    def archive_dir(self) -> Path:
+        return home() / "archives" / self.md5
+
+    def archive_path(self) -> Path:
+        return self.archive_dir() / self.filename
+
+    def store_dir(self) -> Path:
+        return home() / "stores" / self.md5
+
+
+def archive_source(md5: str | None = None, urls: str | list[str] | tuple[str, ...] | None = None) -> ArchiveSource:
+    """The archive meant by the arguments, else by ``TM23_URL``/``TM23_MD5``, else the published one."""
+    md5 = md5 or os.environ.get("TM23_MD5") or manifest.ARCHIVE_MD5
+    md5 = check_md5(md5, "TM23_MD5" if os.environ.get("TM23_MD5") else "md5")
+    if urls is None:
+        urls = os.environ.get("TM23_URL") or ()
+    if isinstance(urls, str):
+        urls = [u for u in re.split(r"[\s,]+", urls) if u]
+    urls = tuple(urls)
+    if not urls:
+        if md5 != manifest.ARCHIVE_MD5:
+            # A custom archive without a URL can still be used once imported (tm23 import).
+            return ArchiveSource(urls=(), md5=md5, filename=_existing_name(md5) or "archive.zip")
+        return ArchiveSource(urls=manifest.ARCHIVE_URLS, md5=md5, filename=manifest.ARCHIVE_NAME)
+    return ArchiveSource(urls=urls, md5=md5, filename=_filename_from_url(urls[0]))
+
+
+def _filename_from_url(url: str) -> str:
+    name = Path(unquote(urlparse(url).path)).name
+    if not name or not name.endswith(".zip") or not re.match(r"^[\w.+-]+$", name):
+        return manifest.ARCHIVE_NAME
+    return name
+
+
+def _existing_name(md5: str) -> str | None:
+    folder = home() / "archives" / md5
+    if folder.is_dir():
+        zips = sorted(p.name for p in folder.glob("*.zip"))
+        if zips:
+            return zips[0]
+    return None

@@ -1,0 +1,232 @@
+"""Fetch the archive: stream to ``.part``, resume with HTTP Range, retry with backoff, try mirrors in order,
+verify the md5, then rename atomically. A file lock makes concurrent callers share one download.
+
+Modelled on pooch's ``core.py`` (download -> verify -> atomic move). The final file exists only once
+verified, so its presence means "verified"; ``tm23 verify`` re-hashes it on demand.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import config, manifest
+from .config import ArchiveSource
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1 << 20
+
+
+class DownloadError(RuntimeError):
+    """Every mirror failed; the message lists what happened at each."""
+
+
+class ChecksumError(DownloadError):
+    """The bytes do not have the expected md5; they are never used."""
+
+    def __init__(self, what: str, expected: str, actual: str):
+        self.expected, self.actual = expected, actual
+        super().__init__(
+            f"{what}: md5 mismatch, expected {expected}, got {actual}. The file was not used. If you built "
+            f"or mirrored the archive yourself, set TM23_MD5={actual} (or pass --md5) only if you trust it."
+        )
+
+
+class OfflineError(RuntimeError):
+    """TM23_OFFLINE=1 and something must be fetched."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded retries per mirror with exponential backoff (seconds)."""
+
+    attempts: int = 5
+    backoff: float = 1.0
+    max_backoff: float = 30.0
+    timeout: tuple[float, float] = (15.0, 60.0)  # connect, read
+
+    def delay(self, attempt: int) -> float:
+        return min(self.max_backoff, self.backoff * 2**attempt)
+
+
+def file_md5(path: str | os.PathLike, chunk: int = CHUNK) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def fetch_archive(
+    source: ArchiveSource | None = None, *, progress: bool = True, retry: RetryPolicy | None = None
+) -> Path:
+    """Return the path of the verified archive, downloading it if needed (safe across processes)."""
+    from filelock import FileLock
+
+    source = source or config.archive_source()
+    target = source.archive_path()
+    if target.exists():
+        return target
+    if config.offline():
+        raise OfflineError(_missing_message(source, "TM23_OFFLINE=1 is set"))
+    if not source.urls:
+        raise DownloadError(_missing_message(source, f"no URL is known for the archive with md5 {source.md5}"))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if target.exists():  # another process finished while we waited
+            return target
+        errors: list[tuple[str, DownloadError]] = []
+        for url in source.urls:
+            try:
+                _download(url, target, source.md5, progress=progress, retry=retry or RetryPolicy())
+                return target
+            except DownloadError as err:
+                errors.append((url, err))
+        if all(isinstance(err, ChecksumError) for _, err in errors):
+            raise errors[-1][1]
+        raise DownloadError(
+            f"could not download {source.filename} (md5 {source.md5}):\n  "
+            + "\n  ".join(f"{url}: {err}" for url, err in errors)
+            + f"\nDownload it by hand from {manifest.RECORD_URL} and run `tm23 import PATH.zip`."
+        )
+
+
+def _missing_message(source: ArchiveSource, why: str) -> str:
+    return (
+        f"the TM23 archive {source.filename} (md5 {source.md5}) is not in {source.archive_dir()} and {why}. "
+        f"Get it on a machine with internet (`tm23 download`, or from {manifest.RECORD_URL}), copy the zip here "
+        f"and run `tm23 import PATH.zip`; or set TM23_HOME to a cache that holds it."
+    )
+
+
+def _download(url: str, target: Path, md5: str, *, progress: bool, retry: RetryPolicy) -> None:
+    """Download ``url`` into ``target`` (already locked), resuming ``target.part`` across failures."""
+    import requests
+    from tqdm.auto import tqdm
+
+    part = target.with_name(target.name + ".part")
+    meta = target.with_name(target.name + ".part.json")
+    validator = _read_validator(meta, url)
+    if validator is None and part.exists():
+        part.unlink()  # bytes of unknown origin: never append to them
+    session = requests.Session()
+    attempt = failures = 0
+    bar = None
+    try:
+        while True:
+            offset = part.stat().st_size if part.exists() else 0
+            headers = {"Accept-Encoding": "identity"}
+            if offset:
+                headers["Range"] = f"bytes={offset}-"
+                if validator:
+                    headers["If-Range"] = validator
+            try:
+                with session.get(url, headers=headers, stream=True, timeout=retry.timeout) as resp:
+                    if resp.status_code in (404, 410):
+                        raise DownloadError(f"HTTP {resp.status_code} (not found)")
+                    if resp.status_code == 416 and offset:  # nothing left to send: the part is complete
+                        break
+                    if resp.status_code >= 400:
+                        raise _Retryable(f"HTTP {resp.status_code}")
+                    append = resp.status_code == 206 and _range_start(resp) == offset
+                    if not append:
+                        offset = 0
+                    validator = resp.headers.get("ETag") or resp.headers.get("Last-Modified")
+                    meta.write_text(json.dumps({"url": url, "validator": validator}))
+                    total = _total_size(resp, offset)
+                    if bar is None:
+                        bar = tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
+                                   desc=target.name[:40], disable=not progress, leave=False)
+                    else:
+                        bar.reset(total=total)
+                        bar.update(offset)
+                    with open(part, "ab" if append else "wb") as fh:
+                        for block in resp.iter_content(CHUNK):
+                            fh.write(block)
+                            bar.update(len(block))
+                    if total is not None and part.stat().st_size < total:
+                        raise _Retryable(f"connection closed at {part.stat().st_size} of {total} bytes")
+                    break
+            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
+                    _Retryable) as err:  # fmt: skip
+                failures += 1
+                progressed = part.exists() and part.stat().st_size > offset
+                attempt = 0 if progressed else attempt + 1  # a drop after progress is resumed, not counted
+                if attempt >= retry.attempts or failures >= retry.attempts * 10:
+                    raise DownloadError(f"gave up after {failures} failed requests: {err}") from None
+                wait = retry.delay(attempt - 1)
+                log.warning("download of %s interrupted (%s); retry %d/%d in %.1fs", url, err, attempt,
+                            retry.attempts - 1, wait)
+                time.sleep(wait)
+    finally:
+        if bar is not None:
+            bar.close()
+        session.close()
+    actual = file_md5(part)
+    if actual != md5:
+        part.unlink(missing_ok=True)
+        meta.unlink(missing_ok=True)
+        raise ChecksumError(f"download from {url}", md5, actual)
+    os.replace(part, target)
+    meta.unlink(missing_ok=True)
+
+
+class _Retryable(Exception):
+    pass
+
+
+def _range_start(resp) -> int | None:
+    value = resp.headers.get("Content-Range", "")  # "bytes START-END/TOTAL"
+    try:
+        return int(value.split()[1].split("-")[0])
+    except (IndexError, ValueError):
+        return None
+
+
+def _total_size(resp, offset: int) -> int | None:
+    if resp.status_code == 206:
+        try:
+            return int(resp.headers["Content-Range"].rsplit("/", 1)[1])
+        except (KeyError, ValueError, IndexError):
+            return None
+    length = resp.headers.get("Content-Length")
+    return int(length) if length and length.isdigit() else None
+
+
+def _read_validator(meta: Path, url: str) -> str | None:
+    try:
+        info = json.loads(meta.read_text())
+    except (OSError, ValueError):
+        return None
+    return info.get("validator") if info.get("url") == url else None
+
+
+def import_archive(path: str | os.PathLike, source: ArchiveSource | None = None) -> Path:
+    """Adopt a manually downloaded archive: verify its md5, then copy it atomically into the cache."""
+    from filelock import FileLock
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    source = source or config.archive_source()
+    actual = file_md5(path)
+    if actual != source.md5:
+        raise ChecksumError(f"{path}", source.md5, actual)
+    target = source.archive_dir() / (path.name if source.filename == "archive.zip" else source.filename)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if not target.exists():
+            tmp = target.with_name(target.name + f".import-{os.getpid()}")
+            try:
+                shutil.copyfile(path, tmp)
+                os.replace(tmp, target)
+            finally:
+                tmp.unlink(missing_ok=True)
+    return target

@@ -1,0 +1,165 @@
+"""The paper's metrics: MAE, RMSE, MAV and % error = MAE / MAV x 100 (its Eq. 2) for energy per atom,
+forces and stress, an evaluator that checks predictions against a split's labels, and the learning-curve
+power law error = a * N^b.
+
+Conventions (as in the paper and nequip): energies are compared per atom (eV/atom); forces and stress
+component-wise over all atoms / all 9 components (eV/Å, eV/Å³, ASE sign); MAV is the mean absolute value
+of the reference labels of the evaluated set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+QUANTITIES = ("energy_per_atom", "forces", "stress")
+UNITS = {"energy_per_atom": "eV/atom", "forces": "eV/Å", "stress": "eV/Å³"}
+
+
+def mae(pred, true) -> float:
+    return float(np.mean(np.abs(np.asarray(pred, dtype=np.float64) - np.asarray(true, dtype=np.float64))))
+
+
+def rmse(pred, true) -> float:
+    diff = np.asarray(pred, dtype=np.float64) - np.asarray(true, dtype=np.float64)
+    return float(np.sqrt(np.mean(diff**2)))
+
+
+def mav(true) -> float:
+    """Mean absolute value of the labels."""
+    return float(np.mean(np.abs(np.asarray(true, dtype=np.float64))))
+
+
+def percent_error(pred, true) -> float:
+    """The paper's % error: MAE / MAV x 100."""
+    return 100.0 * mae(pred, true) / mav(true)
+
+
+def summarize(pred, true) -> dict[str, float]:
+    return {"mae": mae(pred, true), "rmse": rmse(pred, true), "mav": mav(true), "percent": percent_error(pred, true)}
+
+
+class Evaluator:
+    """Checks predictions for a set of frames and reports the paper's metrics (OGB-style).
+
+    Build it from reference labels (``Evaluator.for_split("Ti", "full")`` reads the test subset of a
+    split from the store). ``eval`` takes a dict with ``energy`` (F,) total energies in eV, ``forces``
+    (sum N, 3) in frame order or a list of (N_i, 3), and optionally ``stress`` (F, 3, 3) or Voigt (F, 6).
+    """
+
+    expected_input_format = (
+        "dict with 'energy': (F,) eV total per frame; 'forces': (sum of atoms, 3) eV/Å in frame order or a "
+        "list of (N_i, 3); optional 'stress': (F, 3, 3) or Voigt (F, 6) eV/Å³, ASE sign"
+    )
+
+    def __init__(self, natoms, energy, forces, stress=None, regime=None, *, name: str = ""):
+        self.natoms = np.asarray(natoms, dtype=np.int64)
+        self.energy = np.asarray(energy, dtype=np.float64)
+        self.forces = _stack_forces(forces, self.natoms, "reference forces")
+        self.stress = None if stress is None else _as_3x3(stress, len(self.natoms), "reference stress")
+        self.regime = None if regime is None else np.asarray(regime, dtype=object)
+        self.name = name
+        if self.energy.shape != self.natoms.shape:
+            raise ValueError(f"reference energy has shape {self.energy.shape}, expected {self.natoms.shape}")
+
+    @classmethod
+    def for_split(cls, element: str, split: str, subset: str = "test", **split_kwargs) -> Evaluator:
+        """Reference labels of ``subset`` of ``split`` for ``element``, from the store."""
+        from .splits import resolve_split
+        from .store import load_store
+
+        store = load_store(element)
+        manifest = resolve_split(store, split, **split_kwargs)
+        idx = manifest.select(subset)
+        frames = store.frames.take(idx)
+        has_stress = bool(frames.has_stress.all())
+        return cls(frames.natoms, frames.energy, frames.forces, frames.stress if has_stress else None,
+                   store.regime_names(idx), name=f"{element}/{split}/{subset}")  # fmt: skip
+
+    def eval(self, predictions: dict) -> dict:
+        """Metrics per quantity (keys of :data:`QUANTITIES`), plus ``per_regime`` when regimes are known."""
+        n = len(self.natoms)
+        if "energy" not in predictions or "forces" not in predictions:
+            raise ValueError(f"predictions need 'energy' and 'forces': {self.expected_input_format}")
+        energy = np.asarray(predictions["energy"], dtype=np.float64).reshape(-1)
+        if energy.shape != (n,):
+            raise ValueError(f"predicted energy has {energy.size} values for {n} frames of {self.name or 'the set'}")
+        forces = _stack_forces(predictions["forces"], self.natoms, "predicted forces")
+        stress = None
+        if predictions.get("stress") is not None:
+            if self.stress is None:
+                raise ValueError("stress was predicted but the reference frames have no stress labels")
+            stress = _as_3x3(predictions["stress"], n, "predicted stress")
+        mask = np.ones(n, dtype=bool)
+        result = self._metrics(energy, forces, stress, mask)
+        if self.regime is not None and len(set(self.regime)) > 1:
+            result["per_regime"] = {
+                str(r): self._metrics(energy, forces, stress, self.regime == r) for r in dict.fromkeys(self.regime)
+            }
+        return result
+
+    def _metrics(self, energy, forces, stress, mask) -> dict:
+        atom_mask = np.repeat(mask, self.natoms)
+        out = {
+            "n_frames": int(mask.sum()),
+            "n_atoms": int(self.natoms[mask].sum()),
+            "energy_per_atom": summarize(energy[mask] / self.natoms[mask], self.energy[mask] / self.natoms[mask]),
+            "forces": summarize(forces[atom_mask], self.forces[atom_mask]),
+        }
+        if stress is not None:
+            out["stress"] = summarize(stress[mask], self.stress[mask])
+        out["units"] = {k: UNITS[k] for k in QUANTITIES if k in out}
+        return out
+
+
+def _stack_forces(forces, natoms: np.ndarray, what: str) -> np.ndarray:
+    if isinstance(forces, (list, tuple)):
+        if len(forces) != len(natoms):
+            raise ValueError(f"{what}: {len(forces)} arrays for {len(natoms)} frames")
+        for i, (f, n) in enumerate(zip(forces, natoms)):
+            if np.shape(f) != (n, 3):
+                raise ValueError(f"{what}: frame {i} has shape {np.shape(f)}, expected ({n}, 3)")
+        forces = np.concatenate([np.asarray(f, dtype=np.float64) for f in forces]) if len(forces) else np.zeros((0, 3))
+    forces = np.asarray(forces, dtype=np.float64)
+    if forces.shape != (int(natoms.sum()), 3):
+        raise ValueError(f"{what} has shape {forces.shape}, expected ({int(natoms.sum())}, 3) for {len(natoms)} frames")
+    return forces
+
+
+def _as_3x3(stress, n: int, what: str) -> np.ndarray:
+    from .frames import voigt_to_full_3x3
+
+    stress = np.asarray(stress, dtype=np.float64)
+    if stress.shape == (n, 6):
+        return np.stack([voigt_to_full_3x3(s) for s in stress]) if n else np.zeros((0, 3, 3))
+    if stress.shape != (n, 3, 3):
+        raise ValueError(f"{what} has shape {stress.shape}, expected ({n}, 3, 3) or Voigt ({n}, 6)")
+    return stress
+
+
+@dataclass(frozen=True)
+class PowerLaw:
+    """error = a * N^b, fitted by least squares in log-log space (the paper's learning exponents)."""
+
+    a: float
+    b: float
+    r2: float
+
+    def __call__(self, n) -> np.ndarray:
+        return self.a * np.asarray(n, dtype=np.float64) ** self.b
+
+
+def fit_power_law(n_train, errors) -> PowerLaw:
+    """Fit ``errors = a * n_train**b``; ``r2`` is the coefficient of determination of the log-log fit."""
+    x = np.log(np.asarray(n_train, dtype=np.float64))
+    y = np.log(np.asarray(errors, dtype=np.float64))
+    if x.shape != y.shape or len(x) < 2:
+        raise ValueError("need at least two (N, error) pairs of equal length")
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+        raise ValueError("training sizes and errors must be positive")
+    b, log_a = np.polyfit(x, y, 1)
+    residual = y - (log_a + b * x)
+    total = y - y.mean()
+    r2 = 1.0 - float(residual @ residual) / float(total @ total) if np.any(total) else 1.0
+    return PowerLaw(a=float(np.exp(log_a)), b=float(b), r2=r2)

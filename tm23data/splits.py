@@ -1,0 +1,201 @@
+"""Standard TM23 splits, each resolved to a frozen manifest of frame indices with a content hash.
+
+A split is declared as data (which members form train and test, optionally the first N training
+frames); resolving it against a store gives a :class:`SplitManifest` whose ``hash`` covers the content
+hashes of its frames in order, so two manifests with the same hash hold the same frames. Train and test
+are checked disjoint by content and by structure at every resolution.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .elements import REGIMES
+from .store import Store
+
+SUBSETS = ("train", "validation", "test")
+LEARNING_CURVE_SIZES = (100, 300, 500, 700, 900)
+#: Fraction of the training set the paper held out for NequIP validation.
+PAPER_VALIDATION_FRACTION = 0.1
+
+
+class SplitError(ValueError):
+    """Unknown split name, impossible size, or train/test overlap."""
+
+
+@dataclass(frozen=True)
+class SplitDefinition:
+    """Train and test as concatenations of archive members; ``n_train`` keeps the first N training frames."""
+
+    name: str
+    description: str
+    train: tuple[str, ...]
+    test: tuple[str, ...]
+    n_train: int | None = None
+
+    def resolve(self, store: Store) -> dict[str, np.ndarray]:
+        train = np.concatenate([store.members[k] for k in self.train])
+        test = np.concatenate([store.members[k] for k in self.test])
+        if self.n_train is not None:
+            if self.n_train > len(train):
+                raise SplitError(
+                    f"{self.name}: asks for the first {self.n_train} training frames, but {store.element} has "
+                    f"only {len(train)} in {'+'.join(self.train)}"
+                )
+            train = train[: self.n_train]
+        return {"train": train, "test": test}
+
+
+def _standard() -> dict[str, SplitDefinition]:
+    out = {
+        "full": SplitDefinition(
+            "full", "2700 training frames (first 900 of each temperature) / 300 test frames (last 100 of each)",
+            ("2700cwm_train",), ("2700cwm_test",)),
+    }  # fmt: skip
+    for regime in REGIMES:
+        out[regime] = SplitDefinition(
+            regime, f"{regime} trajectory only: first 900 frames / last 100 frames",
+            (f"{regime}_nequip_train",), (f"{regime}_nequip_test",))  # fmt: skip
+    for target in ("warm", "melt"):
+        out[f"cold_to_{target}"] = SplitDefinition(
+            f"cold_to_{target}", f"train on all cold frames, test on all {target} frames (paper Figs. 4-5)",
+            ("cold_nequip_train", "cold_nequip_test"), (f"{target}_nequip_train", f"{target}_nequip_test"))  # fmt: skip
+    for n in LEARNING_CURVE_SIZES:
+        out[f"melt_{n}"] = _learning_curve("melt", n)
+    return out
+
+
+def _learning_curve(regime: str, n: int) -> SplitDefinition:
+    return SplitDefinition(
+        f"{regime}_{n}", f"learning curve: first {n} {regime} training frames / the {regime} test set (paper Fig. 6)",
+        (f"{regime}_nequip_train",), (f"{regime}_nequip_test",), n_train=n)  # fmt: skip
+
+
+STANDARD_SPLITS: dict[str, SplitDefinition] = _standard()
+_LEARNING_CURVE_RE = re.compile(rf"^({'|'.join(REGIMES)})_([1-9][0-9]*)$")
+
+
+def get_split(name: str) -> SplitDefinition:
+    """A standard split, or ``{regime}_{N}`` (first N training frames of a regime) for any N."""
+    if name in STANDARD_SPLITS:
+        return STANDARD_SPLITS[name]
+    m = _LEARNING_CURVE_RE.match(str(name))
+    if m:
+        return _learning_curve(m.group(1), int(m.group(2)))
+    raise SplitError(
+        f"unknown split {name!r}. Standard splits: {', '.join(STANDARD_SPLITS)}; "
+        "also {cold,warm,melt}_N for the first N training frames of a regime."
+    )
+
+
+@dataclass(frozen=True)
+class SplitManifest:
+    """Frozen frame indices (into the element's store) per subset, with a content hash."""
+
+    element: str
+    name: str
+    archive_md5: str
+    validation: float | None
+    seed: int | None
+    subsets: dict[str, np.ndarray]
+    hash: str
+    subset_hashes: dict[str, str] = field(default_factory=dict)
+
+    def sizes(self) -> dict[str, int]:
+        return {k: len(v) for k, v in self.subsets.items()}
+
+    def to_json(self, store: Store) -> dict:
+        """A JSON-able record: frame ids per subset, sizes and hashes."""
+        return {
+            "element": self.element,
+            "split": self.name,
+            "archive_md5": self.archive_md5,
+            "validation": self.validation,
+            "seed": self.seed,
+            "hash": self.hash,
+            "subsets": {
+                k: {"size": len(v), "hash": self.subset_hashes[k], "frame_ids": store.frame_id[v].tolist()}
+                for k, v in self.subsets.items()
+            },
+        }
+
+    def select(self, spec: str) -> np.ndarray:
+        """Frame indices for an HF-style split string: ``train``, ``train[:100]``, ``test[10%:]``, ``train+test``."""
+        from datasets import ReadInstruction
+
+        try:
+            instructions = ReadInstruction.from_spec(spec).to_absolute(self.sizes())
+        except (ValueError, AssertionError) as err:
+            raise SplitError(f"bad subset {spec!r} for split {self.name}: {err}") from None
+        return np.concatenate([self.subsets[i.splitname][i.from_ : i.to] for i in instructions])
+
+
+def resolve_split(
+    store: Store, split: str | SplitDefinition, *, validation: float | None = None, seed: int = 0
+) -> SplitManifest:
+    """Resolve ``split`` against ``store``; ``validation`` carves a seeded random fraction out of train."""
+    definition = split if isinstance(split, SplitDefinition) else get_split(split)
+    subsets = definition.resolve(store)
+    if validation:
+        subsets["train"], subsets["validation"] = carve_validation(subsets["train"], validation, seed)
+        subsets = {k: subsets[k] for k in SUBSETS}
+    _check_disjoint(store, definition.name, subsets)
+    subset_hashes = {k: _hash_frames(store, v) for k, v in subsets.items()}
+    digest = hashlib.sha256(json.dumps({"split": definition.name, **subset_hashes}, sort_keys=True).encode())
+    return SplitManifest(
+        element=store.element,
+        name=definition.name,
+        archive_md5=store.archive_md5,
+        validation=validation or None,
+        seed=seed if validation else None,
+        subsets=subsets,
+        hash=digest.hexdigest(),
+        subset_hashes=subset_hashes,
+    )
+
+
+def carve_validation(train: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``train`` into (train, validation) with a seeded random ``fraction`` for validation;
+    both keep trajectory order."""
+    if not 0 < fraction < 1:
+        raise SplitError(f"validation fraction must be between 0 and 1, got {fraction}")
+    n_val = max(1, int(round(fraction * len(train))))
+    if n_val >= len(train):
+        raise SplitError(f"validation fraction {fraction} leaves no training frames out of {len(train)}")
+    chosen = np.zeros(len(train), dtype=bool)
+    chosen[np.random.default_rng(seed).permutation(len(train))[:n_val]] = True
+    return train[~chosen], train[chosen]
+
+
+def _hash_frames(store: Store, indices: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(store.frame_hash[indices]).tobytes()).hexdigest()
+
+
+def _check_disjoint(store: Store, name: str, subsets: dict[str, np.ndarray]) -> None:
+    """No frame (by content or by structure) may sit in two subsets."""
+    keys = list(subsets)
+    for i, a in enumerate(keys):
+        for b in keys[i + 1 :]:
+            for label, table in (("content", store.frame_hash), ("structure", store.structure_hash)):
+                shared = _shared(table, subsets[a], subsets[b])
+                if len(shared):
+                    ids = ", ".join(store.frame_id[shared[:3]])
+                    raise SplitError(
+                        f"{store.element} split {name}: {len(shared)} frame(s) of {b} have the same {label} as "
+                        f"frames of {a} (e.g. {ids}); the archive repeats frames across train and test"
+                    )
+
+
+def _shared(table: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Indices in ``b`` whose 16-byte digest also occurs in ``a`` (prefilter on 8 bytes, confirm on 16)."""
+    prefix = np.ascontiguousarray(table[:, :8]).view("<u8").ravel()
+    candidates = b[np.isin(prefix[b], prefix[a])]
+    if not len(candidates):
+        return candidates
+    full = {bytes(row) for row in table[a]}
+    return np.array([j for j in candidates if bytes(table[j]) in full], dtype=np.int64)
