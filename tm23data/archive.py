@@ -12,6 +12,7 @@ import os
 import re
 import stat
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from . import elements, manifest
@@ -88,7 +89,7 @@ class Archive:
         try:
             with self._zip.open(info) as fh:
                 data = fh.read(info.file_size + 1)
-        except (zipfile.BadZipFile, OSError, EOFError) as err:  # CRC mismatch, truncated data
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as err:  # CRC mismatch, bad deflate, truncation
             raise ArchiveError(f"{self.path}: member {name} is damaged ({err}); download the archive again") from None
         if len(data) != info.file_size:
             raise ArchiveError(f"{self.path}: member {name} holds {len(data)} bytes, its header says {info.file_size}")

@@ -98,22 +98,16 @@ def resolve(symbols_: str | list[str] | tuple[str, ...]) -> list[str]:
 
 
 def _unknown_message(symbol: object) -> str:
+    from ase.data import atomic_numbers
+
     table = _table()
     text = str(symbol)
-    hint = ""
-    for name in table:
-        if name.lower() == text.lower():
-            hint = f" Symbols are case-sensitive: did you mean {name!r}?"
-            break
+    same_letters = [name for name in table if name.lower() == text.lower()]
+    if same_letters:
+        hint = f" Symbols are case-sensitive: did you mean {same_letters[0]!r}?"
+    elif text in atomic_numbers:
+        hint = f" {text} is an element, but not one of the 27 d-block metals in TM23."
     else:
         close = difflib.get_close_matches(text, list(table), n=3, cutoff=0.5)
-        if close:
-            hint = " Did you mean " + " or ".join(repr(c) for c in close) + "?"
-    try:
-        from ase.data import atomic_numbers
-
-        if text in atomic_numbers and not hint:
-            hint = f" {text} is an element, but not one of the 27 d-block metals in TM23."
-    except ImportError:  # pragma: no cover - ase is a core dependency
-        pass
+        hint = (" Did you mean " + " or ".join(repr(c) for c in close) + "?") if close else ""
     return f"{symbol!r} is not a TM23 element.{hint} Valid symbols: {', '.join(symbols())}."

@@ -351,7 +351,7 @@ class _FixedWidthParser:
     def parse(self) -> Frames | None:
         try:
             return self._parse()
-        except (_NotUniform, ValueError, KeyError, IndexError):
+        except (_NotUniform, ValueError, KeyError, IndexError, re.error):
             return None
 
     def _parse(self) -> Frames:
@@ -425,7 +425,7 @@ def _header_template(header: bytes) -> tuple[re.Pattern, list[bytes]]:
             if key in _NUMERIC_KEYS:
                 captured.append(key)
             else:
-                group = b"(?:" + group[1:]
+                group = group.replace(b"(", b"(?:", 1)  # match, don't capture
             parts.append(re.escape(key) + b"=" + group)
     if header[pos:].strip() or not parts:
         raise _NotUniform

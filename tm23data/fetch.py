@@ -21,7 +21,8 @@ from .config import ArchiveSource
 
 log = logging.getLogger(__name__)
 
-CHUNK = 1 << 20
+CHUNK = 1 << 20  # hashing
+STREAM_CHUNK = 1 << 16  # network reads: a dropped connection loses at most this much
 
 
 class DownloadError(RuntimeError):
@@ -148,7 +149,7 @@ def _download(url: str, target: Path, md5: str, *, progress: bool, retry: RetryP
                         bar.reset(total=total)
                         bar.update(offset)
                     with open(part, "ab" if append else "wb") as fh:
-                        for block in resp.iter_content(CHUNK):
+                        for block in resp.iter_content(STREAM_CHUNK):
                             fh.write(block)
                             bar.update(len(block))
                     if total is not None and part.stat().st_size < total:

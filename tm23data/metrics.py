@@ -152,12 +152,13 @@ class PowerLaw:
 
 def fit_power_law(n_train, errors) -> PowerLaw:
     """Fit ``errors = a * n_train**b``; ``r2`` is the coefficient of determination of the log-log fit."""
-    x = np.log(np.asarray(n_train, dtype=np.float64))
-    y = np.log(np.asarray(errors, dtype=np.float64))
-    if x.shape != y.shape or len(x) < 2:
+    n_train = np.asarray(n_train, dtype=np.float64)
+    errors = np.asarray(errors, dtype=np.float64)
+    if n_train.shape != errors.shape or n_train.ndim != 1 or len(n_train) < 2:
         raise ValueError("need at least two (N, error) pairs of equal length")
-    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
-        raise ValueError("training sizes and errors must be positive")
+    if not (np.all(n_train > 0) and np.all(errors > 0) and np.all(np.isfinite(errors))):
+        raise ValueError("training sizes and errors must be positive and finite for a log-log fit")
+    x, y = np.log(n_train), np.log(errors)
     b, log_a = np.polyfit(x, y, 1)
     residual = y - (log_a + b * x)
     total = y - y.mean()
