@@ -94,7 +94,7 @@ def test_verify_reports_overlap_and_repairs(capsys, cached):
     assert code == 0, out
     assert "2700cwm_train: 27/27 frames repeat per-temperature frames" in out and out.rstrip().endswith("OK")
     with h5py.File(store_path("Cu"), "r+") as h5:
-        h5["atoms/forces"][0, 0] += 1.0  # silent damage that Fletcher-32 cannot see: rewritten data
+        h5["atoms/forces"][0, 0] += 1.0  # damage written through HDF5 itself: only the digest can tell
     code, out, _ = run(capsys, "verify", "Cu")
     assert code == 0 and "was damaged" in out and "rebuilt" in out
     code, out, _ = run(capsys, "verify", "Cu", "--json")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 import zipfile
 
@@ -49,10 +50,11 @@ def test_repeated_frames_are_stored_once_with_regimes(cached):
     assert store.frame_id[store.members["melt_nequip_test"][0]] == f"Cu-melt-{N_TRAIN:04d}"
     assert len(set(store.frame_id)) == len(store)
     with h5py.File(store.path) as h5:
-        assert h5.attrs["format_version"] == STORE_FORMAT_VERSION
-        assert h5.attrs["archive_md5"] == cached
-        assert h5.attrs["fingerprint"] == fingerprint("Cu", cached)
-        assert h5["atoms/positions"].fletcher32 and h5["frames/energy"].fletcher32
+        meta = json.loads(h5.attrs["tm23data"])
+        assert meta["format_version"] == STORE_FORMAT_VERSION and meta["element"] == "Cu"
+        assert meta["archive_md5"] == cached and meta["fingerprint"] == fingerprint("Cu", cached)
+        digests = json.loads(h5.attrs["xxh3_64"])
+        assert all(len(digests[d]) == 16 for d in ("atoms/positions", "frames/energy", "members/index"))
         # Flat per-atom arrays with per-frame offsets.
         assert h5["atoms/positions"].shape == (int(store.frames.natoms.sum()), 3)
         assert h5["frames/offsets"].shape == (len(store) + 1,)
@@ -77,7 +79,7 @@ def test_warm_load_does_not_rebuild(cached):
 
 def _flip_bytes_in_dataset(path, dataset):
     with h5py.File(path) as h5:
-        offset = h5[dataset].id.get_chunk_info(0).byte_offset  # first chunk of a chunked dataset
+        offset = h5[dataset].id.get_offset()
     with open(path, "r+b") as fh:
         fh.seek(offset)
         chunk = bytearray(fh.read(32))
@@ -100,7 +102,8 @@ def test_damaged_store_is_detected_and_rebuilt(cached, damage, caplog):
         path.write_bytes(b"")
     else:
         with h5py.File(path, "r+") as h5:
-            h5.attrs["fingerprint"] = "an older format"
+            meta = json.loads(h5.attrs["tm23data"])
+            h5.attrs["tm23data"] = json.dumps({**meta, "fingerprint": "an older format"})
     with caplog.at_level(logging.WARNING, logger="tm23data.store"):
         rebuilt = load_store("Cu", progress=False)
     assert "rebuilding" in caplog.text

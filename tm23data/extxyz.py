@@ -475,7 +475,8 @@ def _transpose_blocks(data: bytes, block_starts: list[int], natoms: np.ndarray, 
 
     Column-major makes every later check a contiguous uint8 operation; the transpose goes in blocks
     of a few thousand lines to stay in cache."""
-    joined = b"".join([data[s : s + n * line_len] for s, n in zip(block_starts, natoms.tolist())])
+    view = memoryview(data)  # slices of a memoryview are not copies: the join is the only copy
+    joined = b"".join([view[s : s + n * line_len] for s, n in zip(block_starts, natoms.tolist())])
     rows = np.frombuffer(joined, dtype=np.uint8).reshape(-1, line_len)
     out = np.empty((line_len, len(rows)), dtype=np.uint8)
     for a in range(0, len(rows), 2048):

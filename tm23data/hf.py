@@ -15,7 +15,6 @@ import numpy as np
 
 from . import elements, manifest
 from .config import ArchiveSource
-from .frames import atom_indices
 from .splits import SplitManifest, resolve_split
 from .store import REGIME_NAMES, Store, load_store
 
@@ -83,9 +82,8 @@ def load_tm23(
         return out[subset] if subset is not None else out
     import datasets
 
-    built = {
-        name: _dataset(stores, manifests, sel, name, split) for name, sel in selections.items()
-    }
+    wholes = [_whole_table(store) for store in stores]
+    built = {name: _dataset(stores, wholes, manifests, sel, name, split) for name, sel in selections.items()}
     if format not in (None, "python"):
         built = {name: ds.with_format(format, dtype=None) if format in ("numpy", "torch") else ds.with_format(format)
                  for name, ds in built.items()}  # fmt: skip
@@ -123,62 +121,77 @@ def features() -> datasets.Features:
     )
 
 
-def arrow_table(store: Store, indices: np.ndarray):
-    """The rows of ``indices`` as a pyarrow Table with :func:`features` (zero-copy where possible)."""
+def arrow_table(store: Store, indices: np.ndarray | None = None, *, whole=None):
+    """The rows ``indices`` (default: all, in store order) as a pyarrow Table with :func:`features`.
+
+    The whole store becomes one table whose arrays are views of the store's buffers (no per-atom copy);
+    a subset is a concatenation of slices of it, one per contiguous run of frames (splits are a few
+    runs, e.g. the first 900 frames of each trajectory), or one gather for scattered selections.
+    ``whole`` passes that table in when it was already built."""
+    whole = whole if whole is not None else _whole_table(store)
+    if indices is None:
+        return whole
+    indices = np.asarray(indices, dtype=np.int64)
+    runs = np.split(indices, np.flatnonzero(np.diff(indices) != 1) + 1) if len(indices) else []
+    if 0 < len(runs) <= 64:
+        return pa_concat([whole.slice(int(r[0]), len(r)) for r in runs])
+    return whole.take(indices)
+
+
+def pa_concat(tables):
+    import pyarrow as pa
+
+    return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+
+
+def _whole_table(store: Store):
     import pyarrow as pa
     from datasets.features.features import Array2DExtensionType
 
-    indices = np.asarray(indices, dtype=np.int64)
-    fr = store.frames
-    natoms = fr.natoms[indices]
-    atoms = atom_indices(fr.offsets, indices)
-    offsets = np.zeros(len(indices) + 1, dtype=np.int32)
-    np.cumsum(natoms, out=offsets[1:])
+    frames = store.frames
+    n = len(frames)
+    per_frame_3 = pa.array(np.arange(0, 3 * n + 1, 3, dtype=np.int32))
+    offsets = pa.array(frames.offsets.astype(np.int32))
 
-    def rows_of(values: np.ndarray, outer: np.ndarray, shape) -> pa.Array:
-        flat = np.ascontiguousarray(values).reshape(-1)
+    def rows_of(values: np.ndarray, outer: pa.Array, shape) -> pa.Array:
+        flat = values.reshape(-1)
         inner = pa.ListArray.from_arrays(pa.array(np.arange(0, len(flat) + 1, 3, dtype=np.int32)), pa.array(flat))
-        return pa.ExtensionArray.from_storage(
-            Array2DExtensionType(shape, "float64"), pa.ListArray.from_arrays(pa.array(outer), inner)
-        )
+        return pa.ExtensionArray.from_storage(Array2DExtensionType(shape, "float64"), pa.ListArray.from_arrays(outer, inner))
 
-    per_frame_3 = np.arange(0, 3 * len(indices) + 1, 3, dtype=np.int32)
     columns = {
-        "frame_id": pa.array(store.frame_id[indices].astype(object), type=pa.string()),
-        "element": pa.array([store.element] * len(indices), type=pa.string()),
-        "regime": pa.array(np.array(REGIME_NAMES, dtype=object)[store.regime[indices]], type=pa.string()),
-        "natoms": pa.array(natoms.astype(np.int64)),
-        "atomic_numbers": pa.ListArray.from_arrays(pa.array(offsets), pa.array(fr.numbers[atoms].astype(np.int64))),
-        "positions": rows_of(fr.positions[atoms], offsets, (None, 3)),
-        "forces": rows_of(fr.forces[atoms], offsets, (None, 3)),
-        "energy": pa.array(fr.energy[indices]),
-        "stress": rows_of(fr.stress[indices], per_frame_3, (3, 3)),
-        "cell": rows_of(fr.cell[indices], per_frame_3, (3, 3)),
-        "pbc": pa.FixedSizeListArray.from_arrays(pa.array(fr.pbc[indices].reshape(-1)), 3),
+        "frame_id": pa.array(store.frame_id, type=pa.string()),
+        "element": pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int8)), [store.element]).cast(pa.string()),
+        "regime": pa.array(np.asarray(REGIME_NAMES)[store.regime], type=pa.string()),
+        "natoms": pa.array(frames.natoms.astype(np.int64, copy=False)),
+        "atomic_numbers": pa.ListArray.from_arrays(offsets, pa.array(frames.numbers.astype(np.int64, copy=False))),
+        "positions": rows_of(frames.positions, offsets, (None, 3)),
+        "forces": rows_of(frames.forces, offsets, (None, 3)),
+        "energy": pa.array(frames.energy),
+        "stress": rows_of(frames.stress, per_frame_3, (3, 3)),
+        "cell": rows_of(frames.cell, per_frame_3, (3, 3)),
+        "pbc": pa.FixedSizeListArray.from_arrays(pa.array(frames.pbc.reshape(-1)), 3),
     }
     return pa.table(columns)
 
 
-def _dataset(stores: list[Store], manifests: list[SplitManifest], selection, subset: str, split: str):
+def _dataset(stores: list[Store], wholes, manifests: list[SplitManifest], selection, subset: str, split: str):
     import datasets
-    import pyarrow as pa
 
-    table = pa.concat_tables([arrow_table(store, idx) for store, idx in zip(stores, selection)])
+    table = pa_concat([arrow_table(store, idx, whole=w) for store, w, idx in zip(stores, wholes, selection)])
     key = ":".join(
         [s.fingerprint for s in stores]
         + [m.hash for m in manifests]
         + [hashlib.sha256(np.ascontiguousarray(idx).tobytes()).hexdigest() for idx in selection]
     )
-    info = datasets.DatasetInfo(
-        description=f"TM23 {'+'.join(s.element for s in stores)}, split {split}, subset {subset} "
-        "(Owen, Torrisi et al., npj Comput. Mater. 2024). Units: Å, eV, eV/Å, eV/Å³ (ASE sign).",
-        citation=CITATION,
-        homepage=manifest.RECORD_URL,
-        license=manifest.LICENSE,
-        features=features(),
+    # Features are inferred from the table's Arrow types (the same as features()): passing them in
+    # would deep-copy and re-validate them, which costs more than the rest of a warm load.
+    ds = datasets.Dataset(table, split=datasets.NamedSplit(subset), fingerprint=hashlib.sha256(key.encode()).hexdigest()[:16])
+    ds.info.description = (
+        f"TM23 {'+'.join(s.element for s in stores)}, split {split}, subset {subset} (Owen, Torrisi et al., "
+        "npj Comput. Mater. 2024). Units: Å, eV, eV/Å, eV/Å³ (ASE sign)."
     )
-    fingerprint = hashlib.sha256(key.encode()).hexdigest()[:16]
-    return datasets.Dataset(table, info=info, split=datasets.NamedSplit(subset), fingerprint=fingerprint)
+    ds.info.citation, ds.info.homepage, ds.info.license = CITATION, manifest.RECORD_URL, manifest.LICENSE
+    return ds
 
 
 CITATION = """@article{owen2024tm23,
