@@ -104,7 +104,7 @@ def test_damaged_store_is_detected_and_rebuilt(cached, damage, caplog):
         with h5py.File(path, "r+") as h5:
             meta = json.loads(h5.attrs["tm23data"])
             h5.attrs["tm23data"] = json.dumps({**meta, "fingerprint": "an older format"})
-    with caplog.at_level(logging.WARNING, logger="tm23data.store"):
+    with caplog.at_level(logging.WARNING, logger="tm23data"):
         rebuilt = load_store("Cu", progress=False)
     assert "rebuilding" in caplog.text
     assert np.array_equal(rebuilt.frames.positions, good.frames.positions)

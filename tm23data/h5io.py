@@ -1,18 +1,30 @@
-"""Checksummed HDF5 datasets for every cache the package writes (stores, processed graphs).
+"""The HDF5 caches the package writes (element stores, radius graphs): checksummed, atomic, rebuilt when bad.
 
-Datasets are stored contiguous; the xxh3-64 digest of each one's bytes goes into a single JSON attribute
-on the file (one attribute read instead of one per dataset: h5py's per-object overhead, not the bytes,
-dominates small reads). xxh3 runs at several GB/s, so verifying a whole 3000-frame store on every load
-costs well under a millisecond, and any damaged byte is caught rather than served.
+- Datasets are contiguous; the xxh3-64 digest of each one's bytes goes into one JSON attribute, and the
+  metadata into another (one attribute read each: h5py's per-object overhead, not the bytes, dominates
+  small reads). xxh3 runs at several GB/s, so checking a whole 3000-frame store on every load costs well
+  under a millisecond, and any damaged byte is caught rather than served.
+- A cache is written to a temporary file, marked complete last, and renamed into place.
+- :func:`open_or_build` opens a cache if it is valid and otherwise (re)builds it under a file lock, so
+  concurrent processes build it once.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, TypeVar
 
 import numpy as np
 
+log = logging.getLogger(__name__)
+
 DIGEST_ATTR = "xxh3_64"
+META_ATTR = "tm23data"
+T = TypeVar("T")
 
 
 class ChecksumError(OSError):
@@ -26,16 +38,19 @@ def digest(array: np.ndarray) -> str:
 
 
 class ChecksummedFile:
-    """Wraps an open ``h5py.File``: ``write`` records digests (call ``close`` to store them), ``read`` checks."""
+    """An open ``h5py.File`` whose datasets carry digests: ``write`` records them, ``read`` checks them."""
 
     def __init__(self, h5):
         self.h5 = h5
         self._digests: dict[str, str] = {}
         if h5.mode == "r":
+            if not h5.attrs.get("complete"):
+                raise ChecksumError(f"{h5.filename}: not completely written")
             try:
                 self._digests = json.loads(h5.attrs[DIGEST_ATTR])
+                self.meta: dict = json.loads(h5.attrs[META_ATTR])
             except (KeyError, ValueError, TypeError):
-                raise ChecksumError(f"{h5.filename}: no dataset digests; the file was not written by tm23data") from None
+                raise ChecksumError(f"{h5.filename}: no digests or metadata; not written by tm23data") from None
 
     def write(self, name: str, data) -> None:
         data = np.ascontiguousarray(data)
@@ -48,6 +63,42 @@ class ChecksummedFile:
             raise ChecksumError(f"{self.h5.filename}: dataset {name} fails its checksum (damaged)")
         return data
 
-    def close(self) -> None:
-        """Store the digests of everything written (call last, before closing the file)."""
-        self.h5.attrs[DIGEST_ATTR] = json.dumps(self._digests, sort_keys=True)
+
+@contextmanager
+def write_atomically(path: Path, meta: dict):
+    """Yield a :class:`ChecksummedFile` on a temporary file next to ``path``; on success store the digests
+    and ``meta``, mark the file complete and rename it to ``path``. On failure nothing appears."""
+    import h5py
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with h5py.File(tmp, "w") as h5:
+            out = ChecksummedFile(h5)
+            yield out
+            h5.attrs[META_ATTR] = json.dumps(meta, indent=1, ensure_ascii=False)
+            h5.attrs[DIGEST_ATTR] = json.dumps(out._digests, sort_keys=True)
+            h5.attrs["complete"] = True  # written last
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def open_or_build(path: Path, open_: Callable[[Path], T], build: Callable[[Path], None], invalid: type[Exception]) -> T:
+    """``open_(path)`` if it succeeds; if it raises ``invalid`` (or there is no file), ``build(path)`` under
+    a file lock (once across processes) and open the result."""
+    from filelock import FileLock
+
+    if path.exists():
+        try:
+            return open_(path)
+        except invalid as err:
+            log.warning("%s; rebuilding it", err)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"):
+        if path.exists():  # built by another process while we waited, or still bad
+            try:
+                return open_(path)
+            except invalid:
+                pass
+        build(path)
+    return open_(path)

@@ -12,14 +12,13 @@ an atom itself (``i == j`` with ``S != 0``) when the cell is shorter than the cu
 
 The cache holds the graphs of *every* frame of an element's store (all splits share it) in one HDF5 file
 per (store fingerprint, cutoff, :data:`GRAPH_FORMAT_VERSION`), written to a temporary file under a lock
-and renamed into place; every dataset carries a Fletcher-32 checksum. Only numeric arrays are stored and
-read back: nothing is ever unpickled.
+and renamed into place; every dataset carries an xxh3-64 digest (:mod:`tm23data.h5io`). Only numeric arrays
+are stored and read back: nothing is ever unpickled.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import logging
 import math
 import os
 from dataclasses import dataclass
@@ -29,8 +28,7 @@ import numpy as np
 
 from . import __version__, config
 from .frames import Frames
-
-log = logging.getLogger(__name__)
+from .h5io import ChecksummedFile, open_or_build, write_atomically
 
 #: Bumped whenever the cached graphs could change (layout, convention, or neighbour-list semantics).
 GRAPH_FORMAT_VERSION = 1
@@ -176,25 +174,14 @@ def cache_path(store, cutoff: float, root: str | os.PathLike | None = None) -> P
 def load_graphs(store, cutoff: float, *, root: str | os.PathLike | None = None, progress: bool = True) -> Graphs:
     """The graphs of every frame of ``store`` at ``cutoff``: read from the cache if it is valid, else built
     (under a file lock, written atomically) and cached. A damaged or stale file is rebuilt with a warning."""
-    from filelock import FileLock
-
     cutoff = check_cutoff(cutoff)
-    path = cache_path(store, cutoff, root)
-    if path.exists():
-        try:
-            return open_graphs(path, store, cutoff)
-        except GraphCacheError as err:
-            log.warning("%s; rebuilding it", err)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path) + ".lock"):
-        if path.exists():  # built by another process while we waited (or still bad: rebuilt below)
-            try:
-                return open_graphs(path, store, cutoff)
-            except GraphCacheError:
-                pass
+
+    def build(path: Path) -> None:
         graphs = build_graphs(store.frames, cutoff, progress=progress, desc=f"{store.element}: radius graphs")
         _write_graphs(path, graphs, store)
-    return open_graphs(path, store, cutoff)
+
+    return open_or_build(cache_path(store, cutoff, root), lambda p: open_graphs(p, store, cutoff), build,
+                         GraphCacheError)  # fmt: skip
 
 
 def open_graphs(path: Path, store, cutoff: float) -> Graphs:
@@ -203,9 +190,7 @@ def open_graphs(path: Path, store, cutoff: float) -> Graphs:
 
     try:
         with h5py.File(path, "r") as h5:
-            attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in h5.attrs.items()}
-            if not attrs.get("complete"):
-                raise GraphCacheError(f"{path}: graph cache was not completely written")
+            h = ChecksummedFile(h5)
             expected = {
                 "format_version": GRAPH_FORMAT_VERSION,
                 "fingerprint": store.fingerprint,
@@ -214,19 +199,19 @@ def open_graphs(path: Path, store, cutoff: float) -> Graphs:
                 "n_frames": len(store),
             }
             for key, want in expected.items():
-                if attrs.get(key) != want:
+                if h.meta.get(key) != want:
                     raise GraphCacheError(
-                        f"{path}: graph cache is stale ({key} is {attrs.get(key)!r}, expected {want!r})"
+                        f"{path}: graph cache is stale ({key} is {h.meta.get(key)!r}, expected {want!r})"
                     )
             graphs = Graphs(
-                cutoff=float(attrs["cutoff"]),
-                edge_offsets=h5["edge_offsets"][()].astype(np.int64),
-                pairs=h5["pairs"][()],
-                shifts=h5["shifts"][()],
+                cutoff=float(h.meta["cutoff"]),
+                edge_offsets=h.read("edge_offsets").astype(np.int64),
+                pairs=h.read("pairs"),
+                shifts=h.read("shifts"),
             )
     except GraphCacheError:
         raise
-    except (OSError, KeyError, ValueError, TypeError) as err:  # h5py raises OSError on a checksum failure
+    except (OSError, KeyError, ValueError, TypeError) as err:  # truncation, h5io.ChecksumError, ...
         raise GraphCacheError(f"{path}: graph cache is unreadable or damaged ({err})") from None
     _check_graphs(path, graphs, store.frames.natoms)
     return graphs
@@ -248,46 +233,23 @@ def _check_graphs(path: Path, graphs: Graphs, natoms: np.ndarray) -> None:
 
 
 def _write_graphs(path: Path, graphs: Graphs, store) -> None:
-    import h5py
     import vesin
 
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with h5py.File(tmp, "w") as h5:
-            h5.attrs.update(
-                {
-                    "format_version": GRAPH_FORMAT_VERSION,
-                    "element": store.element,
-                    "fingerprint": store.fingerprint,
-                    "content_hash": store.content_hash,
-                    "cutoff": float(graphs.cutoff),
-                    "n_frames": len(store),
-                    "n_edges": int(graphs.edge_offsets[-1]),
-                    "convention": "D = positions[j] - positions[i] + shifts @ cell; full list sorted by i; "
-                    "pairs rows are (i, j), frame-local",
-                    "neighbor_list": f"vesin {getattr(vesin, '__version__', '?')}",
-                    "tm23data_version": __version__,
-                    "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                }
-            )
-            _put(h5, "edge_offsets", graphs.edge_offsets)
-            _put(h5, "pairs", graphs.pairs)
-            _put(h5, "shifts", graphs.shifts)
-            h5.attrs["complete"] = True  # written last
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _put(group, name: str, data: np.ndarray) -> None:
-    """A dataset with a Fletcher-32 checksum (chunked, ~1 MB chunks along the last, longest axis)."""
-    data = np.ascontiguousarray(data)
-    if data.size == 0:
-        group.create_dataset(name, data=data)
-        return
-    if data.ndim == 2 and data.shape[0] == 2:  # (2, E): chunk along E
-        chunks = (2, max(1, min(data.shape[1], (1 << 20) // (2 * data.itemsize))))
-    else:
-        rows = max(1, min(len(data), (1 << 20) // max(1, data[:1].nbytes)))
-        chunks = (rows, *data.shape[1:])
-    group.create_dataset(name, data=data, chunks=chunks, fletcher32=True)
+    meta = {
+        "format_version": GRAPH_FORMAT_VERSION,
+        "element": store.element,
+        "fingerprint": store.fingerprint,
+        "content_hash": store.content_hash,
+        "cutoff": float(graphs.cutoff),
+        "n_frames": len(store),
+        "n_edges": int(graphs.edge_offsets[-1]),
+        "convention": "D = positions[j] - positions[i] + shifts @ cell; full list sorted by i; "
+        "pairs rows are (i, j), frame-local",
+        "neighbor_list": f"vesin {getattr(vesin, '__version__', '?')}",
+        "tm23data_version": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    with write_atomically(path, meta) as h:
+        h.write("edge_offsets", graphs.edge_offsets)
+        h.write("pairs", graphs.pairs)
+        h.write("shifts", graphs.shifts)

@@ -15,7 +15,6 @@ import datetime as _dt
 import hashlib
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from .config import ArchiveSource
 from .fetch import fetch_archive
 from .extxyz import READER_VERSION, parse_extxyz
 from .frames import HASH_VERSION, Frames
-from .h5io import ChecksummedFile
+from .h5io import ChecksummedFile, open_or_build, write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +34,6 @@ log = logging.getLogger(__name__)
 STORE_FORMAT_VERSION = 1
 REGIME_NAMES = (*elements.REGIMES, "unknown")  # code -1 -> "unknown" (a 2700cwm frame in no per-T file)
 UNKNOWN_REGIME = -1
-#: Root attribute holding the store's metadata as JSON (format, element, archive md5, fingerprint, ...).
-META_ATTR = "tm23data"
 
 
 class StoreError(RuntimeError):
@@ -88,26 +85,15 @@ def store_path(element: str, source: ArchiveSource | None = None) -> Path:
 
 def load_store(element: str, source: ArchiveSource | None = None, *, progress: bool = True) -> Store:
     """The store of ``element``: opened if valid, else (re)built from the archive (fetched if needed)."""
-    from filelock import FileLock
-
     elements.get(element)
     source = source or config.archive_source()
-    path = store_path(element, source)
     expected = fingerprint(element, source.md5)
-    if path.exists():
-        try:
-            return open_store(path, expected)
-        except CorruptStoreError as err:
-            log.warning("%s; rebuilding it", err)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path) + ".lock"):
-        if path.exists():  # built by another process while we waited, or still corrupt
-            try:
-                return open_store(path, expected)
-            except CorruptStoreError:
-                pass
-        build_store(element, source, path, progress=progress)
-    return open_store(path, expected)
+    return open_or_build(
+        store_path(element, source),
+        lambda path: open_store(path, expected),
+        lambda path: build_store(element, source, path, progress=progress),
+        CorruptStoreError,
+    )
 
 
 def open_store(path: Path, expected_fingerprint: str | None = None) -> Store:
@@ -116,12 +102,10 @@ def open_store(path: Path, expected_fingerprint: str | None = None) -> Store:
 
     try:
         with h5py.File(path, "r") as h5:
-            if not h5.attrs.get("complete"):
-                raise CorruptStoreError(f"{path}: store was not completely written")
-            attrs = json.loads(h5.attrs[META_ATTR])
+            h = ChecksummedFile(h5)
+            attrs = h.meta
             if expected_fingerprint and attrs.get("fingerprint") != expected_fingerprint:
                 raise CorruptStoreError(f"{path}: store fingerprint is stale (built by another format or archive)")
-            h = ChecksummedFile(h5)
             frames = Frames(
                 natoms=np.diff(h.read("frames/offsets")),
                 numbers=h.read("atoms/numbers").astype(np.int64),
@@ -152,7 +136,7 @@ def open_store(path: Path, expected_fingerprint: str | None = None) -> Store:
             )
     except CorruptStoreError:
         raise
-    except (OSError, KeyError, ValueError, TypeError, IndexError) as err:  # truncation, h5io.ChecksumError
+    except (OSError, KeyError, ValueError, TypeError, IndexError) as err:  # truncation, h5io.ChecksumError, ...
         raise CorruptStoreError(f"{path}: store is unreadable or damaged ({err})") from None
     _check_consistency(store)
     return store
@@ -279,33 +263,21 @@ def _content_hash(frame_hash: np.ndarray) -> str:
 
 
 def _write_h5(path: Path, assembled: dict, attrs: dict) -> None:
-    import h5py
-
     frames: Frames = assembled["frames"]
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with h5py.File(tmp, "w") as h5:
-            h5.attrs[META_ATTR] = json.dumps(attrs, indent=1, ensure_ascii=False)  # one attribute: cheap to read
-            h = ChecksummedFile(h5)
-            h.write("frames/offsets", frames.offsets)
-            h.write("frames/energy", frames.energy)
-            h.write("frames/free_energy", frames.free_energy)
-            h.write("frames/stress", frames.stress)
-            h.write("frames/cell", frames.cell)
-            h.write("frames/pbc", frames.pbc.astype(np.uint8))
-            for key in ("regime", "frame_id", "frame_hash", "structure_hash", "source_member", "source_index"):
-                h.write(f"frames/{key}", assembled[key])
-            h5["frames/source_member"].attrs["kinds"] = [k.name for k in manifest.MEMBER_KINDS]
-            h.write("atoms/numbers", frames.numbers.astype(np.uint8))
-            h.write("atoms/positions", frames.positions)
-            h.write("atoms/forces", frames.forces)
-            # The 8 member lists, concatenated in MEMBER_KINDS order, with their bounds.
-            lists = [assembled["members"][k.name] for k in manifest.MEMBER_KINDS]
-            h.write("members/index", np.concatenate(lists).astype(np.int32))
-            h.write("members/bounds", np.cumsum([0] + [len(x) for x in lists]))
-            h5["members/bounds"].attrs["kinds"] = [k.name for k in manifest.MEMBER_KINDS]
-            h.close()
-            h5.attrs["complete"] = True  # written last
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    kinds = [k.name for k in manifest.MEMBER_KINDS]
+    with write_atomically(path, {**attrs, "member_kinds": kinds}) as h:
+        h.write("frames/offsets", frames.offsets)
+        h.write("frames/energy", frames.energy)
+        h.write("frames/free_energy", frames.free_energy)
+        h.write("frames/stress", frames.stress)
+        h.write("frames/cell", frames.cell)
+        h.write("frames/pbc", frames.pbc.astype(np.uint8))
+        for key in ("regime", "frame_id", "frame_hash", "structure_hash", "source_member", "source_index"):
+            h.write(f"frames/{key}", assembled[key])  # source_member indexes member_kinds
+        h.write("atoms/numbers", frames.numbers.astype(np.uint8))
+        h.write("atoms/positions", frames.positions)
+        h.write("atoms/forces", frames.forces)
+        # The 8 member lists, concatenated in member_kinds order, with their bounds.
+        lists = [assembled["members"][kind] for kind in kinds]
+        h.write("members/index", np.concatenate(lists).astype(np.int32))
+        h.write("members/bounds", np.cumsum([0] + [len(x) for x in lists]))

@@ -1,0 +1,227 @@
+"""The VASP pipeline on SLURM: job scripts (bash -n), a fake sbatch that records calls, dry runs, resume
+after failures, and the whole HPC path run end to end with the stand-in VASP (tm23data.generation.fakevasp)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tm23data import elements
+from tm23data.cli import main
+from tm23data.generation.slurm import Campaign, static_script
+
+FAKE_VASP = f"{sys.executable} -m tm23data.generation.fakevasp"
+SMALL = ["--frames", "3", "--equilibration-fs", "10", "--interval-fs", "10"]  # 8 MD steps, frames at steps 4, 6, 8
+
+
+@pytest.fixture
+def fakebin(tmp_path, monkeypatch):
+    """sbatch that records its arguments and prints a job id; squeue that lists the ids in RUNNING; module."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text(
+        "#!/bin/bash\n"
+        f'echo "$@" >> {bin_dir}/sbatch_calls\n'
+        f"n=$(wc -l < {bin_dir}/sbatch_calls)\n"
+        'echo "$((1000 + n));cluster"\n'
+    )
+    (bin_dir / "squeue").write_text(f"#!/bin/bash\ncat {bin_dir}/RUNNING 2>/dev/null\nexit 0\n")
+    (bin_dir / "module").write_text("#!/bin/bash\nexit 0\n")
+    for f in bin_dir.iterdir():
+        f.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    for var in (
+        "TM23_FAKE_VASP_UNCONVERGED",
+        "TM23_FAKE_VASP_CRASH",
+        "TM23_FAKE_VASP_MAX_STEPS",
+        "TM23_FAKE_VASP_FAIL_IDS",
+    ):
+        monkeypatch.delenv(var, raising=False)
+    return bin_dir
+
+
+def _calls(bin_dir: Path) -> list[str]:
+    path = bin_dir / "sbatch_calls"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def _potcars(tmp_path) -> Path:
+    folder = tmp_path / "paw"
+    for name in ("Cu_pv", "Ag"):
+        (folder / name).mkdir(parents=True)
+        (folder / name / "POTCAR").write_text(f"stand-in PAW_PBE {name}\n")
+    return folder
+
+
+def _run(script: Path, *args, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(script), *map(str, args)], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=300)  # fmt: skip
+
+
+def test_scripts_for_all_elements_pass_bash_n(tmp_path, fakebin):
+    root = tmp_path / "camp"
+    assert main(["vasp-inputs", str(root), *elements.symbols(), "--stage", "aimd",
+                 "--set", "slurm.account=proj123", "--set", "slurm.partition=cpu", "--set", "slurm.qos=normal",
+                 "--set", "slurm.modules=vasp/5.4.1,intel/2020", "--set", "slurm.ntasks_per_node=48",
+                 "--set", "slurm.extra_sbatch=--constraint=skylake", "--set", "slurm.setup=source ~/env.sh",
+                 "--set", "slurm.potcar_dir=/shared/paw"]) == 0  # fmt: skip
+    campaign = Campaign.open(root)
+    scripts = sorted(root.glob("*/*/aimd/aimd.sbatch"))
+    assert len(scripts) == 81
+    for script in scripts:
+        res = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+        assert res.returncode == 0, (script, res.stderr)
+    text = (root / "W" / "melt" / "aimd" / "aimd.sbatch").read_text()
+    for line in ("#SBATCH --account=proj123", "#SBATCH --partition=cpu", "#SBATCH --qos=normal",
+                 "#SBATCH --ntasks-per-node=48", "#SBATCH --constraint=skylake", "#SBATCH --signal=B:USR1@900",
+                 "module load vasp/5.4.1", "module load intel/2020", "source ~/env.sh", "POTCAR_DIR=/shared/paw",
+                 "TOTAL=11000", "srun vasp_std", "#SBATCH --job-name=tm23-W-melt-aimd"):  # fmt: skip
+        assert line in text, line
+    assert "TEBEG = 4618.75" in (root / "W" / "melt" / "aimd" / "INCAR").read_text()  # 1.25 x 3695 K
+    static = static_script(campaign, root / "W" / "melt" / "labels", "tm23-W-melt-labels")
+    (tmp_path / "static.sbatch").write_text(static)
+    assert subprocess.run(["bash", "-n", str(tmp_path / "static.sbatch")]).returncode == 0
+    assert "#SBATCH --output=" in static and "%A_%a" in static
+    # every AIMD is submitted once, with no array; the dry run submits nothing
+    before = (root / "state.json").read_bytes()
+    assert main(["slurm", "submit", str(root), "--stage", "aimd", "--dry-run"]) == 0
+    assert _calls(fakebin) == [] and (root / "state.json").read_bytes() == before
+    assert main(["slurm", "submit", str(root), "--stage", "aimd", "--elements", "W", "Cu"]) == 0
+    calls = _calls(fakebin)
+    assert len(calls) == 6 and all(c.startswith("--parsable ") and c.endswith("aimd.sbatch") for c in calls)
+    state = json.loads((root / "state.json").read_text())
+    assert {s["job_id"] for s in state["submissions"]} == {str(1001 + k) for k in range(6)}
+
+
+def test_queued_jobs_are_not_submitted_twice(tmp_path, fakebin):
+    root = tmp_path / "camp"
+    assert main(["vasp-inputs", str(root), "Ag", "--stage", "aimd", *SMALL]) == 0
+    assert main(["slurm", "submit", str(root), "--stage", "aimd"]) == 0
+    assert len(_calls(fakebin)) == 3
+    (fakebin / "RUNNING").write_text("1001\n1002\n1003\n")  # all three still in the queue
+    assert main(["slurm", "submit", str(root), "--stage", "aimd"]) == 0
+    assert len(_calls(fakebin)) == 3
+    (fakebin / "RUNNING").write_text("1002\n")  # two left the queue without finishing: those are resubmitted
+    assert main(["slurm", "submit", str(root), "--stage", "aimd"]) == 0
+    calls = _calls(fakebin)
+    assert len(calls) == 5 and "Ag/warm" not in "".join(calls[3:]) and "/Ag/cold/aimd" in calls[3]
+
+
+def test_pipeline_end_to_end_with_resume(tmp_path, fakebin, tm23_home, monkeypatch, capsys):
+    root = tmp_path / "camp"
+    assert main(["vasp-inputs", str(root), "Cu", "--stage", "aimd", *SMALL, "--set", f"slurm.vasp_command={FAKE_VASP}",
+                 "--set", f"slurm.vasp_command_aimd={FAKE_VASP}", "--set", f"slurm.potcar_dir={_potcars(tmp_path)}",
+                 "--set", "slurm.chunk_size=2", "--set", "slurm.max_concurrent=1"]) == 0  # fmt: skip
+    aimd = {r: root / "Cu" / r / "aimd" / "aimd.sbatch" for r in elements.REGIMES}
+    # 1. the AIMD hits its time limit after 5 of 8 steps (VASP stopped by STOPCAR, CONTCAR written)
+    for script in aimd.values():
+        res = _run(script, env={"TM23_FAKE_VASP_MAX_STEPS": "5"})
+        assert res.returncode == 0 and "partial: 5 of 8 steps" in res.stdout, res.stdout + res.stderr
+    state = Campaign.open(root).refresh_state()
+    assert state["aimd"]["Cu/cold"] == {"status": "partial", "steps_done": 5, "steps_total": 8, "segments": 1,
+                                        "note": "partial: 5 of 8 steps; resubmit to continue"}  # fmt: skip
+    # the label inputs need the finished AIMD
+    with pytest.raises(Exception, match="holds 5 MD steps"):
+        Campaign.open(root).write_label_inputs(progress=False)
+    # 2. resubmitted: the next segment starts from CONTCAR with NSW = the 3 missing steps
+    for script in aimd.values():
+        res = _run(script)
+        assert "seg001 starts from seg000/CONTCAR, 3 of 8 steps to go" in res.stdout and "tm23: done" in res.stdout
+    assert (root / "Cu" / "cold" / "aimd" / "seg001" / "POTCAR").read_text() == "stand-in PAW_PBE Cu_pv\n"
+    assert "NSW = 3" in (root / "Cu" / "cold" / "aimd" / "seg001" / "INCAR").read_text()
+    assert main(["slurm", "submit", str(root), "--stage", "aimd"]) == 0
+    assert _calls(fakebin) == []  # nothing left to run
+    # 3. frames across the two segments, label inputs, and the label arrays
+    assert main(["vasp-inputs", str(root), "--stage", "labels"]) == 0
+    meta = json.loads((root / "Cu" / "cold" / "frames.json").read_text())
+    assert meta["steps"] == [4, 6, 8] and len(meta["sources"]) == 2  # frames from both segments
+    assert main(["slurm", "submit", str(root), "--stage", "labels"]) == 0
+    calls = _calls(fakebin)
+    assert len(calls) == 3 and all("--array=0-1%1" in c for c in calls)
+    tasks = {r: Path(c.split()[-1]) for r, c in zip(elements.REGIMES, calls)}
+    assert tasks["cold"].read_text() == "0000 0001\n0002\n"
+    # 4. run the array tasks: frame 0001 of warm crashes, frame 0002 of melt does not converge
+    for regime, task_file in tasks.items():
+        script = root / "Cu" / regime / "labels" / "labels.sbatch"
+        for k in range(2):
+            env = {"SLURM_ARRAY_TASK_ID": str(k)}
+            if regime == "warm":
+                env["TM23_FAKE_VASP_FAIL_IDS"] = "0001"
+            if regime == "melt" and k == 1:
+                env["TM23_FAKE_VASP_UNCONVERGED"] = "1"
+            _run(script, task_file, env=env)
+    capsys.readouterr()
+    assert main(["slurm", "status", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "Cu/warm  8/8" in out and "frame 0001: failed: VASP exited with status 1" in out
+    assert "frame 0002: unconverged" in out
+    # a frame marked done whose output is damaged afterwards is caught by collect
+    run = root / "Cu" / "cold" / "labels" / "runs" / "0000"
+    (run / "vasprun.xml").write_text((run / "vasprun.xml").read_text()[:2000])
+    (run / "OUTCAR").write_text((run / "OUTCAR").read_text()[:3000])
+    assert main(["collect", str(root), str(tmp_path / "out.zip"), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "3 frame(s) have no valid label" in err and "Cu/cold: 1, Cu/warm: 1, Cu/melt: 1" in err
+    assert (run / "STATUS").read_text().startswith("failed:")
+    assert not (tmp_path / "out.zip").exists()
+    # 5. the resubmission covers exactly the three rejected frames
+    assert main(["slurm", "submit", str(root), "--stage", "labels"]) == 0
+    calls = _calls(fakebin)[3:]
+    assert len(calls) == 3 and all("--array=0-0%1" in c for c in calls)
+    rerun = {r: Path(c.split()[-1]).read_text() for r, c in zip(elements.REGIMES, calls)}
+    assert rerun == {"cold": "0000\n", "warm": "0001\n", "melt": "0002\n"}
+    for regime, c in zip(elements.REGIMES, calls):
+        res = _run(root / "Cu" / regime / "labels" / "labels.sbatch", c.split()[-1], env={"SLURM_ARRAY_TASK_ID": "0"})
+        assert res.returncode == 0, res.stdout + res.stderr
+    # 6. everything valid: the archive, in the published format, loadable by load_tm23
+    assert main(["collect", str(root), str(tmp_path / "out.zip"), "--no-progress", "--workers", "2"]) == 0
+    out = capsys.readouterr().out
+    md5 = out.split("md5:")[1].split()[0]
+    assert f"tm23 import {tmp_path / 'out.zip'} --md5 {md5}" in out and f"export TM23_MD5={md5}" in out
+    assert (tmp_path / "out.zip.md5").read_text() == f"{md5}  out.zip\n"
+    assert Campaign.open(root).meta["archives"][-1]["md5"] == md5
+    with zipfile.ZipFile(tmp_path / "out.zip") as zf:
+        prov = json.loads(zf.read("benchmarking_master_collection/PROVENANCE.json"))
+    assert prov["calculator"] == "vasp" and prov["published_tm23"] is False
+    # The stand-in names itself in its output, so the archive can never pass for VASP labels.
+    assert prov["labels"]["programs"] == ["fakevasp 5.4.1"] and prov["labels"]["potcars"] == {"Cu": "Cu_pv"}
+    assert prov["settings"]["md"]["n_frames"] == 3
+    assert main(["import", str(tmp_path / "out.zip"), "--md5", md5]) == 0
+    monkeypatch.setenv("TM23_MD5", md5)
+    from tm23data import load_tm23
+
+    ds = load_tm23("Cu", progress=False)
+    assert len(ds["train"]) == 6 and len(ds["test"]) == 3  # 2 + 1 per regime
+    assert set(ds["test"]["regime"]) == {"cold", "warm", "melt"}
+    # the labels are what the stand-in VASP computed (EMT) at those positions, in ASE units and sign
+    from ase.calculators.emt import EMT
+
+    from tm23data.hf import load_tm23 as _load
+
+    atoms = _load("Cu", format="ase", subset="test", progress=False)[0]
+    ref = atoms.copy()
+    ref.calc = EMT()
+    assert atoms.get_potential_energy() == pytest.approx(ref.get_potential_energy(), abs=1e-6)
+    assert atoms.get_stress() == pytest.approx(ref.get_stress(), abs=1e-7)
+
+
+def test_campaign_structure_follows_the_rule_until_the_aimd_starts(tmp_path, fakebin):
+    root = tmp_path / "camp"
+    assert main(["vasp-inputs", str(root), "Cu", "--stage", "aimd"]) == 0
+    assert Campaign.open(root).structure("Cu").natoms == 31
+    assert main(["vasp-inputs", str(root), "Cu", "--stage", "aimd", "--supercell-rule", "tm23"]) == 0
+    assert Campaign.open(root).structure("Cu").natoms == 71  # the published 3x3x2 cell
+    assert "  71" in (root / "Cu" / "warm" / "aimd" / "POSCAR").read_text()
+    (root / "Cu" / "cold" / "aimd" / "seg000").mkdir()  # the AIMD has started: the structure is fixed
+    assert main(["vasp-inputs", str(root), "Cu", "--stage", "aimd", "--supercell-rule", "vectors"]) == 0
+    assert Campaign.open(root).structure("Cu").natoms == 71
+    assert (
+        main(["vasp-inputs", str(root), "Cu", "--stage", "aimd", "--structure", str(root / "structures" / "Cu.vasp")])
+        == 1
+    )

@@ -1,0 +1,377 @@
+"""``tm23 export``: a TM23 split written as files other codes read as is.
+
+- ``extxyz``: ``OUT/{El}_{split}_{subset}.xyz`` per subset, written by ASE (``energy``, ``free_energy`` and
+  ``stress`` in the comment line, ``forces`` as a column; ``frame_id``/``regime``/``element`` as extra
+  info keys). ``ase.io.read`` puts the labels into a SinglePointCalculator; nequip/Allegro read it with
+  their ASE dataset, MACE with ``--energy_key=energy --forces_key=forces --stress_key=stress`` (it then
+  takes them from the calculator).
+- ``parquet``: ``OUT/{El}_{split}_{subset}.parquet`` per subset, the ``load_tm23`` columns with their
+  Hugging Face features in the schema metadata.
+- ``hf``: a Hugging Face Hub dataset folder: ``data/{config}/{subset}-00000-of-00001.parquet`` and a
+  ``README.md`` whose YAML ``configs:`` block lets ``datasets.load_dataset(OUT, CONFIG, split=...)`` load
+  it (offline, from the folder) and the Hub show it. One config per element and split (``Cu_full``);
+  exporting more elements or splits into the same folder adds configs. Upload with
+  ``hf upload USER/NAME OUT . --repo-type dataset`` (see docs/views.md).
+- ``asedb``: ``OUT/{El}_{split}.db``, an ASE SQLite database; each row has the key-value pairs
+  ``subset``, ``split``, ``frame_id``, ``regime``, ``tm23_element``: ``db.select(subset="test")``.
+
+Every file is written to a temporary name and renamed into place; existing files are only replaced
+with ``overwrite=True`` (``--overwrite``). Units everywhere: Å, eV, eV/Å, eV/Å³ (ASE sign: positive =
+tensile).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+from pathlib import Path
+
+FORMATS = ("extxyz", "parquet", "hf", "asedb")
+SHARD = "00000-of-00001"
+#: Heading of the dataset card body; a README.md without it is not overwritten unless asked to.
+CARD_MARKER = "# TM23 (exported by tm23data)"
+
+
+def export(
+    element: str | list[str],
+    split: str = "full",
+    format: str = "extxyz",
+    out: str | os.PathLike = ".",
+    *,
+    validation: float | None = None,
+    seed: int = 0,
+    config_name: str | None = None,
+    overwrite: bool = False,
+    source=None,
+    progress: bool = True,
+) -> list[Path]:
+    """Export ``split`` of each element in ``element`` as ``format`` into the folder ``out``; returns the
+    files written (for ``hf`` the README.md last)."""
+    from . import elements
+
+    if format not in FORMATS:
+        raise ValueError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
+    symbols = elements.resolve(element)
+    if config_name is not None and len(symbols) > 1:
+        raise ValueError("config_name names one config; export one element at a time to choose names")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"{out} exists and is not a folder; exports are written into a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for symbol in symbols:
+        kwargs = dict(validation=validation, seed=seed, overwrite=overwrite, source=source, progress=progress)
+        if format == "extxyz":
+            written += export_extxyz(symbol, split, out, **kwargs)
+        elif format == "parquet":
+            written += export_parquet(symbol, split, out, **kwargs)
+        elif format == "asedb":
+            written += export_asedb(symbol, split, out, **kwargs)
+        else:
+            written += export_hf(symbol, split, out, config_name=config_name, **kwargs)
+    return written
+
+
+def default_config_name(element: str, split: str, validation: float | None = None, seed: int = 0) -> str:
+    """``Cu_full``; with a validation carve ``Cu_full_val0p1_seed0`` (its train differs)."""
+    name = f"{element}_{split}"
+    if validation:
+        name += f"_val{validation:g}_seed{seed}".replace(".", "p")
+    return name
+
+
+# --------------------------------------------------------------------------------------------------
+# Formats
+
+
+def export_extxyz(element, split, out, *, validation=None, seed=0, overwrite=False, source=None, progress=True):
+    import ase.io
+
+    subsets = _atoms(element, split, validation, seed, source, progress)
+    targets = {name: Path(out) / f"{element}_{split}_{name}.xyz" for name in subsets}
+    _refuse_existing(targets.values(), overwrite)
+    for name, images in subsets.items():
+        with _atomic(targets[name]) as tmp:
+            ase.io.write(tmp, images, format="extxyz")
+    return list(targets.values())
+
+
+def export_parquet(element, split, out, *, validation=None, seed=0, overwrite=False, source=None, progress=True):
+    subsets = _datasets(element, split, validation, seed, source, progress)
+    targets = {name: Path(out) / f"{element}_{split}_{name}.parquet" for name in subsets}
+    _refuse_existing(targets.values(), overwrite)
+    for name, ds in subsets.items():
+        with _atomic(targets[name]) as tmp:
+            _to_parquet(ds, tmp, progress)
+    return list(targets.values())
+
+
+def export_asedb(element, split, out, *, validation=None, seed=0, overwrite=False, source=None, progress=True):
+    import ase.db
+
+    subsets = _atoms(element, split, validation, seed, source, progress)
+    target = Path(out) / f"{element}_{split}.db"
+    _refuse_existing([target], overwrite)
+    with _atomic(target, suffix=".db") as tmp:
+        db = ase.db.connect(str(tmp), type="db", append=False)
+        with db:  # one transaction: thousands of rows in seconds
+            for name, images in subsets.items():
+                for atoms in images:
+                    info = atoms.info
+                    db.write(atoms, subset=name, split=split, frame_id=info["frame_id"], regime=info["regime"],
+                             tm23_element=info["element"])  # fmt: skip
+        db.metadata = {
+            "title": f"TM23 {element}, split {split}",
+            "units": "Å, eV, eV/Å, eV/Å³ (ASE sign)",
+            "license": "CC-BY-4.0",
+            "doi": "10.1038/s41524-024-01264-z",
+        }
+    return [target]
+
+
+def export_hf(element, split, out, *, validation=None, seed=0, config_name=None, overwrite=False, source=None,
+              progress=True):  # fmt: skip
+    """Parquet per subset under ``data/{config}/`` and the README.md card with the YAML that loads it."""
+    from filelock import FileLock
+
+    config = config_name or default_config_name(element, split, validation, seed)
+    if not re.match(r"^[A-Za-z0-9][\w.-]*$", config):
+        raise ValueError(f"config name {config!r} must be letters, digits, '_', '-' or '.'")
+    out = Path(out)
+    subsets = _datasets(element, split, validation, seed, source, progress)
+    folder = out / "data" / config
+    targets = {name: folder / f"{name}-{SHARD}.parquet" for name in subsets}
+    # Exports of several configs into one folder may run at once: serialise the README update. The lock
+    # file sits next to the folder (hidden), so nothing but the dataset lands in the folder to upload.
+    lock = out.resolve().parent / f".{out.resolve().name}.tm23-export.lock"
+    readme = out / "README.md"
+    with FileLock(str(lock)):
+        _refuse_existing([*targets.values(), folder / "split_manifest.json"], overwrite)
+        if readme.exists() and CARD_MARKER not in readme.read_text(errors="replace") and not overwrite:
+            raise FileExistsError(
+                f"{readme} exists and was not written by tm23 export; its text would be replaced by the TM23 "
+                "dataset card. Export into another folder, or pass --overwrite (its YAML configs are kept)"
+            )
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob(f"*-{SHARD}.parquet"):  # an overwritten config may have had other subsets
+            if stale not in targets.values():
+                stale.unlink()
+        for name, ds in subsets.items():
+            with _atomic(targets[name]) as tmp:
+                _to_parquet(ds, tmp, progress)
+        manifest = _split_record(element, split, validation, seed, source, config, subsets)
+        with _atomic(folder / "split_manifest.json") as tmp:
+            tmp.write_text(json.dumps(manifest, indent=1))
+        with _atomic(readme) as tmp:
+            tmp.write_text(_dataset_card(out, readme, config, subsets))
+    return [*targets.values(), folder / "split_manifest.json", readme]
+
+
+# --------------------------------------------------------------------------------------------------
+# Dataset card
+
+
+def _dataset_card(out: Path, readme: Path, config: str, subsets: dict) -> str:
+    """README.md text: the existing card's configs and dataset_info merged with this config's, and a
+    regenerated body that lists every config of the folder."""
+    from datasets.info import DatasetInfo, DatasetInfosDict
+    from datasets.splits import SplitDict, SplitInfo
+    from datasets.utils.metadata import MetadataConfigs
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    from . import manifest
+    from .hf import features
+
+    if readme.exists():
+        data = DatasetCard.load(readme).data
+    else:
+        data = DatasetCardData(
+            license="cc-by-4.0",
+            pretty_name="TM23: transition-metal DFT frames for machine-learned force fields",
+            tags=["chemistry", "materials-science", "interatomic-potentials", "dft", "molecular-dynamics"],
+        )
+    MetadataConfigs(
+        {config: {"data_files": [{"split": name, "path": f"data/{config}/{name}-*.parquet"} for name in subsets]}}
+    ).to_dataset_card_data(data)
+    splits = SplitDict()
+    for name, ds in subsets.items():
+        splits.add(SplitInfo(name=name, num_bytes=int(ds.data.nbytes), num_examples=len(ds)))
+    DatasetInfosDict({config: DatasetInfo(features=features(), splits=splits)}).to_dataset_card_data(data)
+    infos = data["dataset_info"] if isinstance(data["dataset_info"], list) else [data["dataset_info"]]
+    rows = sum(int(s.get("num_examples", 0)) for info in infos for s in info.get("splits", []))
+    data["size_categories"] = [_size_category(rows)]
+    configs = [c["config_name"] for c in data["configs"]]
+    return f"---\n{data.to_yaml()}\n---\n{_card_body(out, configs, manifest)}"
+
+
+def _card_body(out: Path, configs: list[str], manifest) -> str:
+    from .hf import CITATION, COLUMNS
+
+    rows = []
+    for name in configs:
+        record_path = out / "data" / name / "split_manifest.json"
+        record = json.loads(record_path.read_text()) if record_path.exists() else {}
+        sizes = ", ".join(f"{k} {v}" for k, v in record.get("sizes", {}).items()) or "-"
+        rows.append(f"| `{name}` | {record.get('element', '-')} | {record.get('split', '-')} | {sizes} |")
+    columns = "\n".join(f"| `{k}` | {v} |" for k, v in COLUMNS.items())
+    example = configs[0] if configs else "Cu_full"
+    return f"""
+{CARD_MARKER}
+
+Frames of *ab initio* molecular dynamics of d-block metals from the TM23 benchmark
+(Owen, Torrisi et al., *npj Comput. Mater.* **10**, 92 (2024)): VASP/PBE energies, forces and stresses
+of periodic cells at 0.25, 0.75 and 1.25 x the melting temperature ("cold", "warm", "melt"), for
+training and testing machine-learned force fields.
+
+## Configs
+
+One config per element and standard split (`split_manifest.json` next to each config's Parquet files
+lists the frame ids of every subset and the hash of the archive they came from).
+
+| config | element | split | frames |
+| --- | --- | --- | --- |
+{chr(10).join(rows)}
+
+```python
+from datasets import load_dataset
+ds = load_dataset("PATH_OR_REPO_ID", "{example}", split="test")
+ds = ds.with_format("torch", dtype=None)   # keep float64 (the default format casts floats to float32)
+```
+
+Or with the `tm23data` package, which builds these tables from the original archive:
+`load_tm23("Cu", split="full")`.
+
+## Columns and units
+
+| column | meaning |
+| --- | --- |
+{columns}
+
+Stress follows ASE's convention: `stress = (1/V) dE/d(strain)`, positive = tensile, in eV/Å³
+(1 eV/Å³ = 160.2177 GPa).
+
+## Source and licence
+
+Original data: Materials Cloud Archive, DOI [{manifest.DOI}](https://doi.org/{manifest.DOI})
+({manifest.RECORD_URL}), licensed {manifest.LICENSE} (Creative Commons Attribution 4.0). This folder
+re-packages it without changing any value; cite the original work when you use it.
+
+## Citation
+
+```bibtex
+{CITATION}
+```
+"""
+
+
+def _size_category(n: int) -> str:
+    """The Hub's size category of a dataset with ``n`` rows in all."""
+    for limit, label in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
+        if n < limit:
+            return label
+    return "1M<n<10M"
+
+
+def _split_record(element, split, validation, seed, source, config, subsets) -> dict:
+    from .splits import resolve_split
+    from .store import load_store
+
+    store = load_store(element, source, progress=False)
+    m = resolve_split(store, split, validation=validation, seed=seed)
+    record = m.to_json(store)
+    record.update(config=config, sizes={k: len(v) for k, v in subsets.items()})
+    record["units"] = "Å, eV, eV/Å, eV/Å³ (ASE sign)"
+    return record
+
+
+# --------------------------------------------------------------------------------------------------
+# Helpers
+
+
+def _datasets(element, split, validation, seed, source, progress) -> dict:
+    from .hf import load_tm23
+
+    return dict(load_tm23(element, split, validation=validation, seed=seed, source=source, progress=progress))
+
+
+def _atoms(element, split, validation, seed, source, progress) -> dict:
+    from .hf import load_tm23
+
+    return load_tm23(element, split, validation=validation, seed=seed, format="ase", source=source, progress=progress)
+
+
+def _to_parquet(ds, path: Path, progress: bool) -> None:
+    """``Dataset.to_parquet`` (keeps the HF features in the schema metadata), quiet unless ``progress``."""
+    import datasets
+
+    was_disabled = datasets.are_progress_bars_disabled()
+    if not progress:
+        datasets.disable_progress_bars()
+    try:
+        ds.to_parquet(str(path))
+    finally:
+        if not progress and not was_disabled:
+            datasets.enable_progress_bars()
+
+
+def _refuse_existing(paths, overwrite: bool) -> None:
+    existing = [str(p) for p in paths if Path(p).exists()]
+    if existing and not overwrite:
+        raise FileExistsError(
+            f"{existing[0]} already exists{f' (and {len(existing) - 1} more)' if len(existing) > 1 else ''}; "
+            "pass --overwrite (overwrite=True) to replace, or export into another folder"
+        )
+
+
+@contextlib.contextmanager
+def _atomic(target: Path, suffix: str = ""):
+    """Yield a temporary path next to ``target``; rename it onto ``target`` only if the block succeeds."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp{suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# Command line
+
+
+def register(subparsers) -> None:
+    """Add ``tm23 export`` to the ``tm23`` command (imports nothing heavy)."""
+    p = subparsers.add_parser(
+        "export",
+        help="write a split as extxyz, Parquet, a Hugging Face dataset folder or an ASE database",
+        description="Write each subset (train/[validation]/test) of a split of one or more elements into the "
+        "folder OUT (one set of files, or one config, per element): extxyz files (ASE, nequip, Allegro, MACE), "
+        "Parquet files, a Hugging Face Hub dataset folder (Parquet + README.md card; upload it with "
+        "`hf upload USER/NAME OUT . --repo-type dataset`), or an ASE SQLite database.",
+    )
+    p.add_argument("element", metavar="ELEMENT", help="a TM23 symbol, or several separated by commas (Cu,Ti)")
+    p.add_argument("out", metavar="OUT", help="output folder (created if needed)")
+    p.add_argument("--split", default="full", help="standard split (default: full; see `tm23 splits ELEMENT`)")
+    p.add_argument("--format", choices=FORMATS, default="extxyz", help="output format (default: extxyz)")
+    p.add_argument("--validation", type=float, help="carve this fraction of train into a validation subset")
+    p.add_argument("--seed", type=int, default=0, help="seed of the validation carve (default 0)")
+    p.add_argument("--config", dest="config_name", help="hf format: config name (default ELEMENT_SPLIT)")
+    p.add_argument("--overwrite", action="store_true", help="replace files that already exist")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_export(args) -> int:
+    symbols = [s.strip() for s in args.element.split(",") if s.strip()]
+    written = export(symbols, args.split, args.format, args.out, validation=args.validation, seed=args.seed,
+                     config_name=args.config_name, overwrite=args.overwrite, progress=not args.no_progress)  # fmt: skip
+    for path in written:
+        print(path)
+    if args.format == "hf":
+        configs = sorted({p.parent.name for p in written if p.suffix == ".parquet"})
+        print(f"\nload: datasets.load_dataset({str(args.out)!r}, {configs[0]!r}, split='test')")
+        print(f"upload: hf upload USER/NAME {args.out} . --repo-type dataset   (after `hf auth login`)")
+    return 0

@@ -1,0 +1,509 @@
+"""``tm23`` subcommands of the generation pipeline (registered by ``tm23data.cli``).
+
+    tm23 structures [EL...]                  supercells, lattice sources and certainty (--archive: compare)
+    tm23 generate EL... OUT                  local pipeline (CHGNet or EMT): MD, labels, archive
+    tm23 vasp-inputs ROOT EL... --stage S    VASP campaign: AIMD inputs, then (after the AIMD) label inputs
+    tm23 slurm submit|status ROOT            submit what is missing, with state and resume
+    tm23 collect ROOT OUT.zip                validate the labels and write the archive
+    tm23 kpoints write|choose ROOT EL        k-point convergence of the static labels
+    tm23 rdf EL                              g(r) per regime from the store, saved as a plot
+
+Heavy modules are imported inside the commands, so ``tm23 --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def register(sub) -> None:
+    p = sub.add_parser("structures", help="TM23 supercells of the metals: size, lattice source and certainty",
+                       description="Build the supercell of each metal (rule, vacancy) and show where its lattice "
+                       "constants come from. With --archive, read each element's real cell from a TM23 archive and "
+                       "report every disagreement with the table.")  # fmt: skip
+    p.add_argument("elements", nargs="*", metavar="ELEMENT")
+    _structure_options(p)
+    p.add_argument("--archive", metavar="ZIP", help="a TM23-format zip to read the real supercells from")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_structures)
+
+    p = sub.add_parser("generate", help="make a TM23-format archive locally (CHGNet or EMT, no VASP)",
+                       description="The TM23 protocol with an ASE calculator instead of VASP: NVT Nosé-Hoover MD at "
+                       "0.25/0.75/1.25 x T_melt with 5 fs steps, frames every 50 fs after the equilibration, labels, "
+                       "split (first 90% train) and an archive in the published format whose provenance names the "
+                       "calculator. Example: tm23 generate Cu --calculator emt --frames 50 out/")  # fmt: skip
+    p.add_argument("elements", nargs="+", metavar="ELEMENT")
+    p.add_argument("out", metavar="OUT", help="the archive (.zip) or a folder to put it in")
+    p.add_argument("--calculator", choices=("auto", "chgnet", "emt"), default="auto",
+                   help="auto: CHGNet if installed, else EMT (Ag Au Cu Ni Pd Pt); default auto")  # fmt: skip
+    _md_options(p)
+    _structure_options(p)
+    _settings_options(p)
+    p.add_argument("--structure", metavar="FILE", help="unit cell from a CIF/POSCAR (one element only)")
+    p.add_argument("--structure-from-archive", metavar="ZIP", help="use each element's cell from this TM23 archive")
+    p.add_argument("--work", metavar="DIR", help="checkpoint folder (default: next to the archive, *.work)")
+    p.add_argument("--device", default="cpu", help="CHGNet device: cpu (default), cuda, mps")
+    p.add_argument("--threads", type=int, help="torch CPU threads for CHGNet (default: torch's choice)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("vasp-inputs", help="write VASP inputs of a campaign (AIMD, or static labels after the AIMD)",
+                       description="Create or update the campaign folder ROOT: --stage aimd writes the supercells and "
+                       "AIMD inputs + job scripts; --stage labels extracts the frames from the finished AIMD "
+                       "(5 ps dropped, every 50 fs) and writes the static inputs + array job scripts.")  # fmt: skip
+    p.add_argument("root", metavar="ROOT")
+    p.add_argument("elements", nargs="*", metavar="ELEMENT", help="default: the campaign's elements")
+    p.add_argument("--stage", choices=("aimd", "labels"), required=True)
+    p.add_argument("--regimes", nargs="+", choices=("cold", "warm", "melt"))
+    _md_options(p)
+    _structure_options(p)
+    _settings_options(p)
+    p.add_argument("--structure", metavar="FILE", help="unit cell from a CIF/POSCAR (one element only)")
+    p.add_argument("--structure-from-archive", metavar="ZIP", help="each element's cell from this TM23 archive")
+    p.add_argument(
+        "--materials-project",
+        action="store_true",
+        help="take the structure from the Materials Project GGA entry (needs mp-api and MP_API_KEY)",
+    )
+    p.add_argument("--force", action="store_true", help="rewrite AIMD inputs even if the run has started")
+    p.add_argument("--allow-truncated", action="store_true", help="accept AIMD output cut short (complete steps kept)")
+    p.add_argument("--reextract", action="store_true", help="extract the frames again even if frames.xyz exists")
+    p.set_defaults(func=cmd_vasp_inputs)
+
+    p = sub.add_parser("slurm", help="submit the campaign's jobs to SLURM (resumable), or show their state")
+    ssub = p.add_subparsers(dest="slurm_command", metavar="ACTION")
+    q = ssub.add_parser("submit", help="submit what is not done yet",
+                        description="Submit the AIMD jobs, or the label/k-point job arrays, for what is not done "
+                        "(failed frames included unless --skip-failed). Jobs still queued are not submitted twice.")  # fmt: skip
+    q.add_argument("root", metavar="ROOT")
+    q.add_argument("--stage", choices=("aimd", "labels", "kpoints"), required=True)
+    q.add_argument("--elements", nargs="+", metavar="ELEMENT")
+    q.add_argument("--regimes", nargs="+", choices=("cold", "warm", "melt"))
+    q.add_argument("--dry-run", action="store_true", help="print the sbatch calls; write and submit nothing")
+    q.add_argument("--skip-failed", action="store_true", help="do not re-run frames that failed")
+    q.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="change slurm.* settings first")
+    q.set_defaults(func=cmd_slurm_submit)
+    q = ssub.add_parser("status", help="AIMD steps and label frames done, failed and missing")
+    q.add_argument("root", metavar="ROOT")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_slurm_status)
+    p.set_defaults(func=lambda args, p=p: (p.print_help(), 2)[1])
+
+    p = sub.add_parser("collect", help="validate the static labels of a campaign and write the archive",
+                       description="Parse every static run (units and sign converted to ASE's), reject unconverged "
+                       "or damaged ones (marked failed for the next submission), split, and zip in the published "
+                       "format with provenance.")  # fmt: skip
+    p.add_argument("root", metavar="ROOT")
+    p.add_argument("out", metavar="OUT.zip")
+    p.add_argument("--allow-missing", action="store_true", help="leave rejected frames out instead of stopping")
+    p.add_argument("--workers", type=int, default=1, help="parallel parser processes (default 1)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_collect)
+
+    p = sub.add_parser("kpoints", help="k-point convergence of the static labels (write runs, then choose)")
+    ksub = p.add_subparsers(dest="kpoints_command", metavar="ACTION")
+    q = ksub.add_parser("write", help="static inputs of a few frames at several meshes",
+                        description="Write ROOT/kpoints/EL/<mesh>/ for a few extracted frames (spread over the regimes "
+                        "that are extracted); run them with `tm23 slurm submit ROOT --stage kpoints`.")  # fmt: skip
+    q.add_argument("root", metavar="ROOT")
+    q.add_argument("element", metavar="ELEMENT")
+    q.add_argument("--meshes", required=True, help="comma-separated, e.g. 1x1x1,2x2x2,3x3x4,4x4x6")
+    q.add_argument("--frames", type=int, default=3, help="frames to test (default 3)")
+    q.set_defaults(func=cmd_kpoints_write)
+    q = ksub.add_parser("choose", help="choose the first mesh with energy noise < 1 meV/atom and forces < 5 meV/Å")
+    q.add_argument("root", metavar="ROOT")
+    q.add_argument("element", metavar="ELEMENT")
+    q.add_argument("--energy-tol", type=float, default=1e-3, help="eV/atom (default 0.001)")
+    q.add_argument("--force-tol", type=float, default=5e-3, help="eV/Å (default 0.005)")
+    q.add_argument("--force-metric", choices=("rms", "max"), default="rms")
+    q.add_argument("--apply", action="store_true", help="store the chosen mesh in the campaign (vasp.kpoints.EL)")
+    q.set_defaults(func=cmd_kpoints_choose)
+    p.set_defaults(func=lambda args, p=p: (p.print_help(), 2)[1])
+
+    p = sub.add_parser("rdf", help="radial distribution function per regime, from the store, saved as a plot",
+                       description="g(r) of the cold, warm and melt frames of an element (published archive, or the "
+                       "one selected with TM23_MD5), averaged over frames, over all periodic images.")  # fmt: skip
+    p.add_argument("element", metavar="ELEMENT")
+    p.add_argument("--out", metavar="FILE", help="image file (default ELEMENT_rdf.png)")
+    p.add_argument("--csv", metavar="FILE", help="also write the curves as CSV")
+    p.add_argument("--r-max", type=float, default=6.0, help="Å (default 6)")
+    p.add_argument("--bins", type=int, default=120)
+    p.add_argument("--every", type=int, default=1, help="use every N-th frame of each regime (default 1)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_rdf)
+
+
+# --------------------------------------------------------------------------------------------------
+# Shared options
+
+
+def _md_options(p) -> None:
+    g = p.add_argument_group("MD protocol (defaults: the paper's)")
+    g.add_argument("--frames", type=int, help="frames per regime (paper 1000)")
+    g.add_argument("--equilibration-fs", type=float, help="discarded start, fs (paper 5000)")
+    g.add_argument("--interval-fs", type=float, help="between kept frames, fs (paper 50)")
+    g.add_argument("--timestep-fs", type=float, help="MD time step, fs (paper 5)")
+    g.add_argument("--train-fraction", type=float, help="first fraction of each trajectory used for training (0.9)")
+
+
+def _structure_options(p) -> None:
+    g = p.add_argument_group("supercell")
+    g.add_argument("--supercell-rule", choices=("vectors", "images", "tm23"),
+                   help="vectors: every lattice vector >= min length (default); images: every atom that far from its periodic images; "
+                   "tm23: the published cell where known (Cu 3x3x2)")  # fmt: skip
+    g.add_argument("--min-length", type=float, help="Å (default 7)")
+    g.add_argument("--seed", type=int, help="vacancy site and MD velocities (default 0)")
+
+
+def _settings_options(p) -> None:
+    g = p.add_argument_group("settings")
+    g.add_argument("--settings", metavar="FILE.json", help="settings file (nested like the provenance's settings)")
+    g.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one setting, e.g. vasp.incar_static.ENCUT=600 or slurm.partition=cpu (repeatable)",
+    )
+
+
+def _changes(args) -> dict:
+    changes: dict = {}
+    for name, key in (("frames", "md.n_frames"), ("equilibration_fs", "md.equilibration_fs"),
+                      ("interval_fs", "md.interval_fs"), ("timestep_fs", "md.timestep_fs"),
+                      ("train_fraction", "md.train_fraction"), ("supercell_rule", "structure.rule"),
+                      ("min_length", "structure.min_length_A"), ("seed", "structure.seed")):  # fmt: skip
+        value = getattr(args, name, None)
+        if value is not None:
+            changes[key] = value
+    for item in getattr(args, "set", []) or []:
+        if "=" not in item:
+            raise ValueError(f"--set takes KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        changes[key.strip()] = value
+    return changes
+
+
+def _settings(args):
+    from .settings import Settings
+
+    base = Settings.load(args.settings) if getattr(args, "settings", None) else Settings()
+    return base.override(_changes(args))
+
+
+def _user_structures(args, symbols, settings) -> dict:
+    """Supercells from --structure / --structure-from-archive / --materials-project, if given."""
+    from .structures import (
+        build_supercell,
+        frames_from_archive,
+        from_materials_project,
+        read_structure_file,
+        supercell_from_frames,
+    )
+
+    out = {}
+    if getattr(args, "structure", None):
+        if len(symbols) != 1:
+            raise ValueError("--structure FILE applies to one element; give one ELEMENT")
+        unit = read_structure_file(args.structure, symbols[0])
+        out[symbols[0]] = build_supercell(symbols[0], settings.structure, unit_cell=unit,
+                                          lattice_source=f"file {args.structure}", certainty="user")  # fmt: skip
+    elif getattr(args, "structure_from_archive", None):
+        for el in symbols:
+            frames = frames_from_archive(args.structure_from_archive, el)
+            out[el] = supercell_from_frames(el, frames, settings.structure)
+    elif getattr(args, "materials_project", False):
+        for el in symbols:
+            unit, source = from_materials_project(el)
+            out[el] = build_supercell(el, settings.structure, unit_cell=unit, lattice_source=source, certainty="pbe")
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Commands
+
+
+def cmd_structures(args) -> int:
+    from .. import elements
+    from ..cli import _print_table
+    from .structures import build_supercell, cell_from_frames, frames_from_archive, lattice
+
+    settings = _settings(args)
+    symbols = elements.resolve(args.elements) if args.elements else elements.symbols()
+    rows, report = [], {}
+    for el in symbols:
+        sc = build_supercell(el, settings.structure)
+        entry = lattice(el)
+        item = sc.to_dict()
+        item["lattice"] = {"structure": entry.structure, "a_A": entry.a_A, "c_over_a": entry.c_over_a,
+                           "alpha_deg": entry.alpha_deg, "certainty": entry.certainty, "source": entry.source}  # fmt: skip
+        row = [el, entry.structure, f"{entry.a_A}", f"{entry.c_over_a:g}" if entry.c_over_a else "-",
+               "x".join(map(str, sc.repeat)), sc.natoms, sc.vacancy_index, entry.certainty]  # fmt: skip
+        if args.archive:
+            try:
+                found = cell_from_frames(el, frames_from_archive(args.archive, el), settings.structure)
+                item["archive"] = found.to_dict()
+                row.append(
+                    "x".join(map(str, found.repeat)) + f" ({found.natoms})" if found.repeat else f"? ({found.natoms})"
+                )
+                row.append("; ".join(found.disagreements) or "agrees")
+            except ValueError as err:
+                item["archive"] = {"error": str(err)}
+                row += ["-", str(err)]
+        rows.append(row)
+        report[el] = item
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    header = ["El", "structure", "a/Å", "c/a", "supercell", "atoms", "vacancy", "certainty"]
+    if args.archive:
+        header += ["archive", "disagreements"]
+    _print_table(rows, header)
+    print(f"\nRule {settings.structure.rule!r}, min length {settings.structure.min_length_A:g} Å, seed "
+          f"{settings.structure.seed}. Certainty: archive = measured from published frames; pbe = Materials Project "
+          "PBE value (structures.md); experimental = ASE reference data, PBE value unverified.")  # fmt: skip
+    notes = [(el, n) for el, item in report.items() for n in item["notes"]]
+    for el, note in notes:
+        print(f"  {el}: {note}")
+    return 0
+
+
+def _archive_target(out: str, symbols, calculator: str, n_frames: int):
+    from pathlib import Path
+
+    path = Path(out)
+    if path.suffix == ".zip":
+        return path
+    return path / f"tm23_{'-'.join(symbols)}_{calculator}_{n_frames}frames.zip"
+
+
+def cmd_generate(args) -> int:
+    from .. import elements
+    from .assemble import followup_commands
+    from .local import generate_local, resolve_calculator
+
+    settings = _settings(args)
+    symbols = elements.resolve(args.elements)
+    concrete = sorted({resolve_calculator(args.calculator, el) for el in symbols})
+    structures = _user_structures(args, symbols, settings)
+    target = _archive_target(args.out, symbols, "+".join(concrete), settings.md.n_frames)
+    md = settings.md
+    print(f"Generating {', '.join(symbols)} with {'+'.join(concrete).upper()} (not DFT): {md.n_frames} frames per "
+          f"regime, {md.timestep_fs:g} fs steps, {md.equilibration_fs:g} fs equilibration, a frame every "
+          f"{md.interval_fs:g} fs ({md.total_steps} MD steps per regime); split {md.n_train} train / {md.n_test} test.",
+          file=sys.stderr)  # fmt: skip
+    result = generate_local(symbols, target, calculator=args.calculator, settings=settings, work_dir=args.work,
+                            structures=structures, device=args.device, threads=args.threads, progress=not args.no_progress)  # fmt: skip
+    for el in symbols:
+        st = result.provenance["elements"][el]["structure"]
+        t = result.timings[el]
+        wall = sum(x["md_s"] + x["label_s"] for x in t.values())
+        frames = sum(x["frames"] for x in t.values())
+        cached = " (reused from the work folder)" if all(x.get("cached") for x in t.values()) else ""
+        print(f"{el}: {st['natoms']} atoms ({'x'.join(map(str, st['repeat']))}, vacancy at site {st['vacancy_site']}), "
+              f"{frames} frames in {wall:.1f} s{cached}")  # fmt: skip
+        for note in st["notes"]:
+            print(f"  note: {note}")
+    print(f"\narchive: {result.archive}\nmd5:     {result.md5} (also in {result.archive.name}.md5)")
+    print(f"provenance: calculator {result.provenance['calculator']}; not the published TM23 data.")
+    print("\nTo load it with load_tm23:\n" + followup_commands(result.archive, result.md5, symbols[0]))
+    return 0
+
+
+def cmd_vasp_inputs(args) -> int:
+    from .slurm import Campaign
+
+    changes = _changes(args)
+    settings = None
+    if args.settings:
+        from .settings import Settings
+
+        settings = Settings.load(args.settings)
+    campaign = Campaign.create_or_update(args.root, args.elements, settings, changes)
+    symbols = [e for e in (args.elements or campaign.elements)]
+    if not symbols:
+        raise ValueError(f"no elements: give ELEMENT... (the campaign {args.root} has none yet)")
+    if args.stage == "aimd":
+        for el, sc in _user_structures(args, symbols, campaign.settings).items():
+            if campaign.started(el) and not args.force:
+                raise ValueError(f"{el}: its AIMD has started with another structure; pass --force to replace it "
+                                 "(the runs already made stay as they are)")  # fmt: skip
+            campaign.set_structure(sc)
+        written = campaign.write_aimd_inputs(symbols, args.regimes, force=args.force)
+        for el in symbols:
+            sc = campaign.structure(el)
+            print(f"{el}: {sc.natoms} atoms ({'x'.join(map(str, sc.repeat))}), lattice: {sc.lattice_source}")
+            for note in sc.notes:
+                print(f"  note: {note}")
+        print(f"AIMD inputs written in {len(written)} folder(s) under {campaign.root}; "
+              f"{campaign.settings.md.total_steps} steps of {campaign.settings.md.timestep_fs:g} fs each.")  # fmt: skip
+        spec = [p for p in written if (p / "POTCAR.spec").is_file()]
+        if spec:
+            print("POTCARs: pymatgen has no PAW files configured, so POTCAR.spec names each dataset; the jobs build the "
+                  "POTCAR from --set slurm.potcar_dir=DIR (DIR/NAME/POTCAR).")  # fmt: skip
+        print(f"Next: tm23 slurm submit {campaign.root} --stage aimd [--dry-run]")
+    else:
+        summaries = campaign.write_label_inputs(symbols, args.regimes, allow_truncated=args.allow_truncated,
+                                                reextract=args.reextract, progress=True)  # fmt: skip
+        for s in summaries:
+            print(f"{s['element']} {s['regime']}: {s['n_frames']} frames, k-mesh {'x'.join(map(str, s['kmesh']))} "
+                  f"({s['kmesh_source']}), {s['potcar_file']} {s['potcar']}")  # fmt: skip
+        print(f"Next: tm23 slurm submit {campaign.root} --stage labels [--dry-run]")
+    campaign.refresh_state()
+    return 0
+
+
+def cmd_slurm_submit(args) -> int:
+    from .slurm import Campaign, submit
+
+    campaign = Campaign.open(args.root)
+    if args.set:
+        changes = _changes(args)
+        bad = [k for k in changes if not k.startswith("slurm.")]
+        if bad:
+            raise ValueError(f"only slurm.* settings can change here ({', '.join(bad)}); use tm23 vasp-inputs")
+        campaign.settings = campaign.settings.override(changes)
+        campaign.save()
+        _rewrite_scripts(campaign)
+    submit(campaign, args.stage, args.elements, args.regimes, dry_run=args.dry_run, include_failed=not args.skip_failed)
+    return 0
+
+
+def _rewrite_scripts(campaign) -> None:
+    from .slurm import aimd_script, static_script
+    from .vasp import atomic_write
+
+    for el, regime in campaign.pairs():
+        if (campaign.aimd_dir(el, regime) / "INCAR").is_file():
+            atomic_write(campaign.aimd_dir(el, regime) / "aimd.sbatch", aimd_script(campaign, el, regime))
+        labels = campaign.labels_dir(el, regime)
+        if (labels / "poscars").is_dir():
+            atomic_write(labels / "labels.sbatch", static_script(campaign, labels, f"tm23-{el}-{regime}-labels"))
+    for folder in sorted((campaign.root / "kpoints").glob("*/*/poscars")):
+        el, mesh = folder.parent.parent.name, folder.parent.name
+        atomic_write(
+            folder.parent / "static.sbatch", static_script(campaign, folder.parent, f"tm23-{el}-kpoints-{mesh}")
+        )
+
+
+def cmd_slurm_status(args) -> int:
+    from ..cli import _print_table
+    from .slurm import Campaign
+
+    campaign = Campaign.open(args.root)
+    state = campaign.refresh_state()
+    if args.json:
+        print(json.dumps(state, indent=2))
+        return 0
+    rows = []
+    for key, a in state["aimd"].items():
+        labels = state["static"].get(f"{key}/labels")
+        rows.append([key, f"{a['steps_done']}/{a['steps_total']}", a["status"], a["segments"],
+                     labels["n_done"] if labels else "-", labels["n_failed"] if labels else "-",
+                     labels["n_missing"] if labels else "-"])  # fmt: skip
+    _print_table(rows, ["run", "AIMD steps", "AIMD", "segments", "labels done", "failed", "missing"])
+    for folder, st in state["static"].items():
+        for i, why in list(st["failed"].items())[:5]:
+            print(f"  {folder} frame {i}: {why}")
+        if st["n_failed"] > 5:
+            print(f"  {folder}: ... {st['n_failed'] - 5} more failed")
+    return 0
+
+
+def cmd_collect(args) -> int:
+    from .assemble import followup_commands
+    from .slurm import Campaign
+
+    campaign = Campaign.open(args.root)
+    md5, report = campaign.collect(args.out, allow_missing=args.allow_missing, workers=args.workers,
+                                   progress=not args.no_progress)  # fmt: skip
+    for key, r in report.items():
+        extra = f", {len(r['rejected'])} rejected and left out" if r["rejected"] else ""
+        print(f"{key}: {r['ok']} frames{extra}")
+    print(f"\narchive: {args.out}\nmd5:     {md5} (also in {args.out}.md5 and campaign.json)")
+    print("\nTo load it with load_tm23:\n" + followup_commands(args.out, md5, campaign.elements[0]))
+    return 0
+
+
+def cmd_kpoints_write(args) -> int:
+    import numpy as np
+
+    from .. import elements
+    from .extract import read_extracted
+    from .kpoints import parse_mesh, write_convergence_inputs
+    from .slurm import Campaign, static_script
+    from .vasp import atomic_write
+
+    campaign = Campaign.open(args.root)
+    el = elements.get(args.element).symbol
+    pool = []
+    for regime in elements.REGIMES:
+        rdir = campaign.regime_dir(el, regime)
+        if (rdir / "frames.xyz").is_file():
+            pool += read_extracted(rdir)[0]
+    if not pool:
+        raise ValueError(f"{el}: no extracted frames yet; run `tm23 vasp-inputs {args.root} {el} --stage labels` after "
+                         "the AIMD (or at least one regime's AIMD)")  # fmt: skip
+    pick = np.unique(np.linspace(0, len(pool) - 1, max(1, args.frames)).round().astype(int))
+    meshes = [parse_mesh(m) for m in args.meshes.split(",") if m.strip()]
+    folders = write_convergence_inputs(campaign.kpoints_dir(el), el, [pool[i] for i in pick], meshes, campaign.settings)
+    for folder in folders:
+        atomic_write(folder / "static.sbatch", static_script(campaign, folder, f"tm23-{el}-kpoints-{folder.name}"))
+    print(f"{el}: {len(pick)} frames at {len(meshes)} meshes in {campaign.kpoints_dir(el)}")
+    print(
+        f"Next: tm23 slurm submit {args.root} --stage kpoints --elements {el}; then tm23 kpoints choose {args.root} {el}"
+    )
+    return 0
+
+
+def cmd_kpoints_choose(args) -> int:
+    from .. import elements
+    from .kpoints import choose_kmesh, read_convergence_dir
+    from .slurm import Campaign
+
+    campaign = Campaign.open(args.root)
+    el = elements.get(args.element).symbol
+    results, problems = read_convergence_dir(campaign.kpoints_dir(el))
+    choice = choose_kmesh(results, energy_tol=args.energy_tol, force_tol=args.force_tol, force_metric=args.force_metric)
+    print(choice.table())
+    for p in problems[:5]:
+        print(f"  skipped: {p}")
+    if choice.message:
+        print(f"warning: {choice.message}")
+    mesh = "x".join(map(str, choice.mesh))
+    print(f"{el}: chosen mesh {mesh}")
+    if args.apply:
+        campaign.settings = campaign.settings.override({f"vasp.kpoints.{el}": mesh})
+        campaign.save()
+        print(f"stored as vasp.kpoints.{el} in {campaign.root / 'campaign.json'}; (re)write the label inputs with "
+              f"tm23 vasp-inputs {args.root} {el} --stage labels")  # fmt: skip
+    return 0 if choice.converged else 1
+
+
+def cmd_rdf(args) -> int:
+    from .. import elements
+    from ..store import load_store
+    from .rdf import plot_rdf, rdf_from_store
+    from .vasp import atomic_write
+
+    el = elements.get(args.element).symbol
+    store = load_store(el, progress=not args.no_progress)
+    rdf = rdf_from_store(store, r_max=args.r_max, n_bins=args.bins, every=args.every, progress=not args.no_progress)
+    out = plot_rdf(rdf, args.out or f"{el}_rdf.png")
+    print(f"{el}: g(r) of {', '.join(f'{r} ({n} frames)' for r, n in rdf.frames.items())} -> {out}")
+    if args.csv:
+        atomic_write(args.csv, rdf.to_csv())
+        print(f"curves: {args.csv}")
+    return 0
+
+
+__all__ = ["register"]
+
+
+if __name__ == "__main__":  # pragma: no cover
+    parser = argparse.ArgumentParser(prog="tm23")
+    register(parser.add_subparsers(dest="command"))
+    a = parser.parse_args()
+    sys.exit(a.func(a))

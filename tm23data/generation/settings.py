@@ -1,0 +1,397 @@
+"""Every setting of the generation pipeline, in one documented and overridable place.
+
+The values reproduce the paper's Methods ("Training data acquisition") where the paper states them; the
+rest are our choices and are marked so. Units are part of every name (``_fs``, ``_K``, ``_A``).
+
+- :class:`MDSettings`: the trajectory protocol (5 fs steps, 5 ps equilibration, a frame every 50 fs,
+  1000 frames = 55 ps, Nosé mass of 40 time steps) and the train/test rule (first 90 % train).
+- :class:`StructureSettings`: the supercell rule (every lattice vector >= 7 Å) and the vacancy seed.
+- :class:`VaspSettings`: INCAR tags of the AIMD and of the static relabelling, k-points and PAW choices.
+- :class:`SlurmSettings`: how jobs are submitted (account, partition, time, modules, VASP command...).
+
+Override from Python (``Settings().override({"vasp.incar_static.ENCUT": 600})``), from a JSON file
+(``tm23 vasp-inputs --settings my.json``, nested like :meth:`Settings.to_dict`) or on the command line
+(``--set vasp.incar_static.ENCUT=600 --set slurm.partition=gpu``). Unknown keys are errors, never ignored.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from .. import elements
+
+#: Materials Project's default PAW datasets (pymatgen MPRelaxSet, functional "PBE") for the 27 metals.
+#: The paper's own choices (its Supplementary Table 2) are not available; override per element with
+#: ``--set vasp.potcar.W=W_sv``.
+MP_POTCARS: dict[str, str] = {
+    "Ag": "Ag", "Au": "Au", "Cd": "Cd", "Co": "Co", "Cr": "Cr_pv", "Cu": "Cu_pv", "Fe": "Fe_pv", "Hf": "Hf_pv",
+    "Hg": "Hg", "Ir": "Ir", "Mn": "Mn_pv", "Mo": "Mo_pv", "Nb": "Nb_pv", "Ni": "Ni_pv", "Os": "Os_pv", "Pd": "Pd",
+    "Pt": "Pt", "Re": "Re_pv", "Rh": "Rh_pv", "Ru": "Ru_pv", "Ta": "Ta_pv", "Tc": "Tc_pv", "Ti": "Ti_pv",
+    "V": "V_pv", "W": "W_pv", "Zn": "Zn", "Zr": "Zr_sv",
+}  # fmt: skip
+
+#: INCAR tags shared by the AIMD and the static runs (paper: VASP 5.4.1, PBE, ENCUT 520 eV,
+#: Methfessel-Paxton sigma 0.2 eV, no spin polarisation). GGA = PE is PBE, stated explicitly.
+INCAR_COMMON: dict[str, object] = {
+    "GGA": "PE",  # PBE (paper)
+    "ENCUT": 520,  # eV (paper)
+    "ISMEAR": 1,  # Methfessel-Paxton, first order (paper)
+    "SIGMA": 0.2,  # eV (paper)
+    "ISPIN": 1,  # no spin polarisation (paper)
+    "ISYM": 0,  # no symmetry: MD snapshots have none (issue 4)
+    "LWAVE": False,  # our choice: nothing is restarted from WAVECAR
+    "LCHARG": False,  # our choice
+}
+
+#: AIMD (paper: NVT Nosé-Hoover, Nosé mass of 40 steps, 5 fs, 55 ps, Γ only). TEBEG/TEEND and NSW are
+#: filled in per regime from the melting temperature and :class:`MDSettings`.
+INCAR_AIMD: dict[str, object] = {
+    "IBRION": 0,  # molecular dynamics
+    "MDALGO": 2,  # Nosé-Hoover thermostat (needs VASP built with -Dtbdyn; MDALGO=0 is the older equivalent)
+    "SMASS": 0,  # Nosé mass giving a period of 40 time steps (paper)
+    "ISIF": 0,  # our choice: fixed cell, no stress needed during MD (NVT at the ground-state volume)
+    "PREC": "Normal",  # our choice (not stated in the paper)
+    "EDIFF": 1e-5,  # eV, our choice
+    "NELMIN": 4,  # our choice, the usual MD setting
+    "LREAL": "Auto",  # our choice: real-space projection is accurate enough for sampling 30-70 atoms
+    "NBLOCK": 1,  # every step goes to XDATCAR (extraction keeps every 10th)
+    "NWRITE": 1,  # smaller OUTCAR
+}
+
+#: Static relabelling of each extracted frame (issue 4: IBRION=-1, NSW=0, ISIF=2 for stress).
+INCAR_STATIC: dict[str, object] = {
+    "IBRION": -1,
+    "NSW": 0,
+    "ISIF": 2,  # stress tensor is computed (and written) only for ISIF >= 2
+    "PREC": "Accurate",  # our choice
+    "EDIFF": 1e-6,  # eV, our choice
+    "NELM": 100,  # our choice: a run that needs all 100 steps is rejected as unconverged
+    "LREAL": False,  # our choice: reciprocal-space projection for accurate forces and stress
+    "ALGO": "Normal",
+}
+
+
+@dataclass
+class MDSettings:
+    """Trajectory protocol (paper, Methods). Durations in fs; temperatures come from the elements table."""
+
+    timestep_fs: float = 5.0  #: POTIM (paper)
+    equilibration_fs: float = 5000.0  #: first 5 ps discarded (paper)
+    interval_fs: float = 50.0  #: a frame every 50 fs (paper)
+    n_frames: int = 1000  #: frames kept per regime (paper: 1000, i.e. 55 ps in all)
+    nose_mass_steps: int = 40  #: Nosé mass as an oscillation period in time steps (paper; VASP SMASS = 0)
+    thermostat_chain: int = 1  #: local runs: 1 = plain Nosé-Hoover as in VASP (ASE's default would be 3)
+    train_fraction: float = 0.9  #: first 90 % of each trajectory is train, last 10 % test (paper: 900/100)
+    regimes: tuple[str, ...] = elements.REGIMES
+
+    def __post_init__(self) -> None:
+        self.regimes = tuple(self.regimes)
+        for name in ("timestep_fs", "interval_fs"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"md.{name} must be > 0, got {getattr(self, name)}")
+        if self.equilibration_fs < 0:
+            raise ValueError(f"md.equilibration_fs must be >= 0, got {self.equilibration_fs}")
+        if int(self.n_frames) != self.n_frames or self.n_frames < 2:
+            raise ValueError(f"md.n_frames must be an integer >= 2 (one train and one test frame), got {self.n_frames}")
+        for name in ("equilibration_fs", "interval_fs"):
+            steps = getattr(self, name) / self.timestep_fs
+            if abs(steps - round(steps)) > 1e-9:
+                raise ValueError(
+                    f"md.{name} = {getattr(self, name)} fs is not a whole number of {self.timestep_fs} fs time steps"
+                )
+        if not 0 < self.train_fraction < 1:
+            raise ValueError(f"md.train_fraction must be between 0 and 1, got {self.train_fraction}")
+        for regime in self.regimes:
+            if regime not in elements.REGIMES:
+                raise ValueError(f"unknown regime {regime!r} in md.regimes; TM23 regimes are {elements.REGIMES}")
+
+    @property
+    def equilibration_steps(self) -> int:
+        return round(self.equilibration_fs / self.timestep_fs)
+
+    @property
+    def stride_steps(self) -> int:
+        """MD steps between kept frames (paper: 50 fs / 5 fs = 10)."""
+        return round(self.interval_fs / self.timestep_fs)
+
+    @property
+    def total_steps(self) -> int:
+        """NSW of the AIMD (paper: 11000 = 55 ps)."""
+        return self.equilibration_steps + self.n_frames * self.stride_steps
+
+    @property
+    def duration_fs(self) -> float:
+        return self.total_steps * self.timestep_fs
+
+    @property
+    def thermostat_time_fs(self) -> float:
+        """Thermostat time constant for ASE (``tdamp``): VASP's SMASS = 0 means a Nosé mass whose thermostat
+        oscillation period is 40 time steps, i.e. 40 x 5 fs = 200 fs."""
+        return self.nose_mass_steps * self.timestep_fs
+
+    def sample_steps(self):
+        """1-based MD step numbers of the kept frames: after the equilibration, every ``stride`` steps,
+        i.e. steps 1010, 1020, ..., 11000 (t = 5.05 ... 55.00 ps) in the paper's protocol."""
+        import numpy as np
+
+        return self.equilibration_steps + self.stride_steps * np.arange(1, self.n_frames + 1, dtype=np.int64)
+
+    @property
+    def n_train(self) -> int:
+        """Training frames per regime: round(train_fraction x n_frames), at least 1 and leaving 1 for test."""
+        n = int(math.floor(self.train_fraction * self.n_frames + 0.5))
+        return min(max(n, 1), self.n_frames - 1)
+
+    @property
+    def n_test(self) -> int:
+        return self.n_frames - self.n_train
+
+
+@dataclass
+class StructureSettings:
+    """Supercell rule (paper: every lattice vector >= 7 Å, then one vacancy at a random site)."""
+
+    min_length_A: float = 7.0
+    #: "vectors": every lattice vector of the conventional cell >= min_length_A (paper's wording; default);
+    #: "images": every atom >= min_length_A from its periodic images (Methods' wording; same cells for TM23);
+    #: "tm23": the published supercell where the lattice table records it (Cu: 3x3x2), else "vectors".
+    rule: str = "vectors"
+    seed: int = 0  #: vacancy site and MD velocities derive from this seed, the element and the regime
+
+    def __post_init__(self) -> None:
+        if self.rule not in SUPERCELL_RULES:
+            raise ValueError(f"structure.rule must be one of {', '.join(SUPERCELL_RULES)}, got {self.rule!r}")
+        if not self.min_length_A > 0:
+            raise ValueError(f"structure.min_length_A must be > 0, got {self.min_length_A}")
+
+
+SUPERCELL_RULES = ("vectors", "images", "tm23")
+
+
+@dataclass
+class VaspSettings:
+    """INCAR tags, k-points and PAW datasets. Any INCAR tag can be added or overridden."""
+
+    incar_common: dict = field(default_factory=lambda: dict(INCAR_COMMON))
+    incar_aimd: dict = field(default_factory=lambda: dict(INCAR_AIMD))
+    incar_static: dict = field(default_factory=lambda: dict(INCAR_STATIC))
+    #: Static k-mesh per element (Γ-centred), e.g. {"Cu": [3, 3, 5]}; fill in with `tm23 kpoints`.
+    kpoints: dict = field(default_factory=dict)
+    #: Elements without a converged mesh get n_i = max(1, ceil(kpoint_length_A / |a_i|)) (our placeholder).
+    kpoint_length_A: float = 30.0
+    potcar_functional: str = "PBE"  #: pymatgen functional name (Materials Project's legacy PBE set)
+    potcar: dict = field(default_factory=lambda: dict(MP_POTCARS))
+
+    def incar(self, stage: str) -> dict:
+        """Merged INCAR tags of ``stage`` ("aimd" or "static"), stage tags overriding common ones."""
+        if stage not in ("aimd", "static"):
+            raise ValueError(f"stage must be 'aimd' or 'static', got {stage!r}")
+        out = dict(self.incar_common)
+        out.update(self.incar_aimd if stage == "aimd" else self.incar_static)
+        return {k.upper(): v for k, v in out.items() if v is not None}
+
+    def potcar_symbol(self, element: str) -> str:
+        if element not in self.potcar:
+            raise ValueError(f"no PAW dataset chosen for {element}; set one with --set vasp.potcar.{element}=NAME")
+        return self.potcar[element]
+
+
+@dataclass
+class SlurmSettings:
+    """How jobs are written and submitted. Times are SLURM time strings (D-HH:MM:SS or HH:MM:SS)."""
+
+    account: str | None = None
+    partition: str | None = None
+    qos: str | None = None
+    time_aimd: str = "2-00:00:00"  #: per AIMD segment; the run resumes from CONTCAR when resubmitted
+    time_labels: str = "04:00:00"  #: per array task (a chunk of frames)
+    nodes: int = 1
+    ntasks_per_node: int | None = None
+    cpus_per_task: int | None = None
+    mem: str | None = None
+    modules: list = field(default_factory=list)  #: `module load` these, in order
+    setup: list = field(default_factory=list)  #: extra shell lines run before VASP (e.g. `source env.sh`)
+    extra_sbatch: list = field(default_factory=list)  #: extra `#SBATCH` options, e.g. ["--constraint=cpu"]
+    vasp_command: str = "srun vasp_std"  #: static labels
+    vasp_command_aimd: str = "srun vasp_std"  #: AIMD (Γ only: `srun vasp_gam` is about twice as fast)
+    chunk_size: int = 20  #: frames per array task
+    max_concurrent: int = 50  #: the `%N` limit of `--array`
+    max_array_size: int = 1000  #: split larger submissions (SLURM's MaxArraySize is often 1001)
+    stop_margin_s: int = 900  #: ask VASP to stop cleanly (STOPCAR) this long before the time limit
+    potcar_dir: str | None = None  #: folder with NAME/POTCAR, used by the jobs when only POTCAR.spec exists
+    cleanup: list = field(default_factory=lambda: ["WAVECAR", "CHG", "CHGCAR", "PROCAR", "DOSCAR", "EIGENVAL"])
+    sbatch: str = "sbatch"  #: the submit command (a path, for tests)
+    squeue: str = "squeue"
+
+    def __post_init__(self) -> None:
+        for name in ("chunk_size", "max_concurrent", "max_array_size", "nodes"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"slurm.{name} must be >= 1, got {getattr(self, name)}")
+
+
+@dataclass
+class Settings:
+    md: MDSettings = field(default_factory=MDSettings)
+    structure: StructureSettings = field(default_factory=StructureSettings)
+    vasp: VaspSettings = field(default_factory=VaspSettings)
+    slurm: SlurmSettings = field(default_factory=SlurmSettings)
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["md"]["regimes"] = list(self.md.regimes)
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Settings:
+        return cls().override(data)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Settings:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}, line {err.lineno}: not valid JSON ({err.msg})") from None
+        try:
+            return cls.from_dict(data)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"{path}: {err}") from None
+
+    def override(self, changes: dict) -> Settings:
+        """A copy with ``changes`` applied: nested dicts ({"md": {"n_frames": 50}}) or dotted keys
+        ({"md.n_frames": 50, "vasp.incar_static.ENCUT": 600}). Values given as strings are converted to
+        the type of the setting they replace."""
+        data = self.to_dict()
+        for key, value in _flatten(changes).items():
+            _assign(data, key, value)
+        return _build(data)
+
+
+def _flatten(changes: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in changes.items():
+        dotted = f"{prefix}{key}"
+        section = dotted.split(".")
+        # nested dicts are walked, except inside free-form dict settings (INCAR tags, kpoints, potcar)
+        if isinstance(value, dict) and not (len(section) == 2 and section[0] == "vasp"):
+            out.update(_flatten(value, dotted + "."))
+        else:
+            out[dotted] = value
+    return out
+
+
+_FREE_FORM = {("vasp", "incar_common"), ("vasp", "incar_aimd"), ("vasp", "incar_static"), ("vasp", "kpoints"),
+              ("vasp", "potcar")}  # fmt: skip
+
+
+def _assign(data: dict, key: str, value) -> None:
+    parts = key.split(".")
+    if parts[0] not in data:
+        raise ValueError(f"unknown setting {key!r}: sections are {', '.join(data)}")
+    section = data[parts[0]]
+    if len(parts) < 2 or parts[1] not in section:
+        choices = ", ".join(f"{parts[0]}.{k}" for k in section)
+        raise ValueError(f"unknown setting {key!r}; {parts[0]} settings are: {choices}")
+    if (parts[0], parts[1]) in _FREE_FORM:
+        target = section[parts[1]]
+        if len(parts) == 2:
+            if not isinstance(value, dict):
+                raise ValueError(f"setting {key!r} takes a mapping, e.g. --set {key}.NAME=VALUE")
+            for name, item in value.items():
+                _assign(data, f"{key}.{name}", item)
+            return
+        if len(parts) != 3:
+            raise ValueError(f"setting {key!r}: expected {parts[0]}.{parts[1]}.NAME")
+        name = parts[2].upper() if parts[1].startswith("incar") else parts[2]
+        if parts[1].startswith("incar"):
+            target.pop(name, None)
+            target[name] = parse_incar_value(value) if isinstance(value, str) else value
+        elif parts[1] == "kpoints":
+            elements.get(name)
+            target[name] = _parse_mesh(value, key)
+        else:
+            elements.get(name)
+            target[name] = str(value)
+        return
+    if len(parts) != 2:
+        raise ValueError(f"unknown setting {key!r}")
+    old = section[parts[1]]
+    section[parts[1]] = _coerce(value, old, key)
+
+
+def _coerce(value, old, key: str):
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if isinstance(old, bool):
+        if text.lower() in ("1", "true", "yes", "on", ".true.", "t"):
+            return True
+        if text.lower() in ("0", "false", "no", "off", ".false.", "f"):
+            return False
+        raise ValueError(f"setting {key!r} takes true or false, got {value!r}")
+    if text.lower() in ("none", "null", ""):
+        return None
+    try:
+        if isinstance(old, int):
+            return int(text)
+        if isinstance(old, float):
+            return float(text)
+    except ValueError:
+        raise ValueError(f"setting {key!r} takes a {type(old).__name__}, got {value!r}") from None
+    if isinstance(old, (list, tuple)):
+        return [t for t in (s.strip() for s in text.split(",")) if t]
+    return text
+
+
+def _parse_mesh(value, key: str) -> list[int]:
+    if isinstance(value, str):
+        value = value.replace("x", " ").replace(",", " ").split()
+    try:
+        mesh = [int(v) for v in value]
+    except (TypeError, ValueError):
+        raise ValueError(f"setting {key!r} takes three integers such as 3x3x5, got {value!r}") from None
+    if len(mesh) != 3 or min(mesh) < 1:
+        raise ValueError(f"setting {key!r} takes three positive integers such as 3x3x5, got {value!r}")
+    return mesh
+
+
+def parse_incar_value(text: str):
+    """An INCAR value from text: .TRUE./.FALSE. -> bool, integers, floats (1E-6), else the string."""
+    t = text.strip()
+    low = t.lower()
+    if low in (".true.", "true", "t"):
+        return True
+    if low in (".false.", "false", "f"):
+        return False
+    try:
+        return int(t)
+    except ValueError:
+        pass
+    try:
+        return float(t)
+    except ValueError:
+        return t
+
+
+def _build(data: dict) -> Settings:
+    data = copy.deepcopy(data)
+    sections = {f.name: f.type for f in fields(Settings)}
+    classes = {"md": MDSettings, "structure": StructureSettings, "vasp": VaspSettings, "slurm": SlurmSettings}
+    built = {}
+    for name in sections:
+        cls = classes[name]
+        known = {f.name for f in fields(cls)}
+        values = data.get(name, {})
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown setting(s) {', '.join(sorted(f'{name}.{k}' for k in unknown))}")
+        built[name] = cls(**values)
+    return Settings(**built)

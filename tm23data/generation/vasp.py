@@ -1,0 +1,256 @@
+"""VASP inputs: INCAR, KPOINTS, POSCAR and POTCAR (or POTCAR.spec) for the AIMD and the static relabelling.
+
+Every file appears atomically (written to a temporary name, then renamed); the 1000 POSCARs of a regime are
+written into a temporary folder that replaces ``poscars/`` in one rename, so a folder of inputs is either
+complete or absent. POSCARs are formatted here with numpy (81,000 of them take seconds; pymatgen's writer
+would take minutes) and checked against ASE's and pymatgen's readers in the tests.
+
+POTCARs come from pymatgen when it is configured with the PAW files (``PMG_VASP_PSP_DIR``); otherwise a
+``POTCAR.spec`` names the chosen PAW dataset (Materials Project defaults unless overridden, see
+:data:`tm23data.generation.settings.MP_POTCARS`) and the job scripts assemble the POTCAR from
+``slurm.potcar_dir`` on the cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from .. import elements
+from .settings import Settings, VaspSettings
+
+
+def atomic_write(path: str | os.PathLike, data: str | bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data.encode() if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+# --------------------------------------------------------------------------------------------------
+# Formats
+
+
+def format_incar(tags: dict, header: str = "") -> str:
+    """INCAR text, one ``TAG = value`` per line (booleans as .TRUE./.FALSE.)."""
+    lines = [f"# {line}" for line in header.splitlines()] if header else []
+    for key, value in tags.items():
+        lines.append(f"{key.upper()} = {_incar_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _incar_value(value) -> str:
+    if isinstance(value, bool):
+        return ".TRUE." if value else ".FALSE."
+    if isinstance(value, float):
+        text = repr(value)
+        return text.upper() if "e" in text else text
+    if isinstance(value, (list, tuple)):
+        return " ".join(_incar_value(v) for v in value)
+    return str(value)
+
+
+def format_kpoints(mesh, comment: str = "") -> str:
+    """A Γ-centred automatic mesh (Γ-centred meshes keep hexagonal symmetry; 1x1x1 is Γ only)."""
+    mesh = [int(k) for k in mesh]
+    return f"{comment or 'Gamma-centred mesh'}\n0\nGamma\n{mesh[0]} {mesh[1]} {mesh[2]}\n0 0 0\n"
+
+
+def format_poscar(symbols, cell, positions, comment: str = "") -> str:
+    """POSCAR (VASP 5, direct coordinates wrapped into [0, 1)) from symbols, cell (Å) and Cartesian
+    positions (Å). Atoms must be grouped by species (TM23 cells hold one species)."""
+    cell = np.asarray(cell, dtype=float)
+    frac = np.linalg.solve(cell.T, np.asarray(positions, dtype=float).T).T
+    frac -= np.floor(frac)
+    frac[frac >= 1.0] = 0.0  # -1e-17 wraps to 1.0 in floating point
+    species, counts = [], []
+    for s in symbols:
+        if species and species[-1] == s:
+            counts[-1] += 1
+        else:
+            if s in species:
+                raise ValueError("format_poscar: atoms of one species must be contiguous")
+            species.append(s)
+            counts.append(1)
+    out = [comment.replace("\n", " ") or " ".join(species), "1.0"]
+    out += ["  %.12f %.12f %.12f" % tuple(row) for row in cell]
+    out.append("  " + " ".join(species))
+    out.append("  " + " ".join(str(c) for c in counts))
+    out.append("Direct")
+    return "\n".join(out) + "\n" + ("  %.12f %.12f %.12f\n" * len(frac)) % tuple(frac.ravel().tolist())
+
+
+def static_kmesh(element: str, cell, vasp: VaspSettings) -> tuple[list[int], str]:
+    """The static k-mesh of ``element``: the converged one in the settings if given, else the placeholder
+    n_i = max(1, ceil(kpoint_length_A / |a_i|)). Returns (mesh, where it came from)."""
+    if element in vasp.kpoints:
+        return [int(k) for k in vasp.kpoints[element]], "converged mesh from settings (vasp.kpoints)"
+    lengths = np.linalg.norm(np.asarray(cell, dtype=float), axis=1)
+    mesh = [max(1, int(math.ceil(vasp.kpoint_length_A / length - 1e-9))) for length in lengths]
+    return mesh, (f"placeholder: ceil({vasp.kpoint_length_A:g} Å / |a_i|); converge it with `tm23 kpoints` and set "
+                  f"vasp.kpoints.{element}")  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------------
+# POTCAR
+
+
+def pymatgen_psp_dir() -> str | None:
+    """The PAW folder pymatgen is configured with (PMG_VASP_PSP_DIR in the environment or ~/.config/.pmgrc.yaml)."""
+    if os.environ.get("PMG_VASP_PSP_DIR"):
+        return os.environ["PMG_VASP_PSP_DIR"]
+    try:
+        from pymatgen.core import SETTINGS
+    except ImportError:
+        return None
+    return SETTINGS.get("PMG_VASP_PSP_DIR")
+
+
+def potcar_files(element: str, vasp: VaspSettings) -> dict[str, str]:
+    """{"POTCAR": text} through pymatgen when it is configured, else {"POTCAR.spec": "<PAW name>\\n"}."""
+    name = vasp.potcar_symbol(element)
+    if pymatgen_psp_dir():
+        from pymatgen.io.vasp.inputs import Potcar
+
+        try:
+            potcar = Potcar([name], functional=vasp.potcar_functional)
+        except Exception as err:  # noqa: BLE001 - pymatgen raises many types for missing/odd PAW files
+            raise RuntimeError(
+                f"{element}: pymatgen is configured with PAW files ({pymatgen_psp_dir()}) but cannot give "
+                f"{name} for functional {vasp.potcar_functional} ({type(err).__name__}: {err}). Fix PMG_VASP_PSP_DIR or choose another "
+                f"dataset with --set vasp.potcar.{element}=NAME"
+            ) from None
+        return {"POTCAR": str(potcar)}
+    return {"POTCAR.spec": name + "\n"}
+
+
+# --------------------------------------------------------------------------------------------------
+# Writing the inputs of one run
+
+
+def aimd_incar(element: str, regime: str, settings: Settings) -> dict:
+    """INCAR tags of the AIMD of ``element`` in ``regime``: TEBEG = TEEND = fraction x T_melt, NSW and POTIM
+    from the MD protocol."""
+    tags = settings.vasp.incar("aimd")
+    temperature = elements.get(element).temperature(regime)
+    tags.update({
+        "SYSTEM": f"TM23 {element} {regime} AIMD",
+        "TEBEG": round(temperature, 4),
+        "TEEND": round(temperature, 4),
+        "POTIM": settings.md.timestep_fs,
+        "NSW": settings.md.total_steps,
+    })  # fmt: skip
+    return {"SYSTEM": tags.pop("SYSTEM"), **tags}
+
+
+def static_incar(element: str, regime: str, settings: Settings) -> dict:
+    tags = settings.vasp.incar("static")
+    return {"SYSTEM": f"TM23 {element} {regime} static label", **tags}
+
+
+def write_aimd_inputs(directory: str | os.PathLike, supercell, regime: str, settings: Settings) -> dict[str, Path]:
+    """INCAR, KPOINTS (Γ only), POSCAR, POTCAR or POTCAR.spec of one AIMD run, and inputs.json saying what
+    they are. Returns {name: path}."""
+    directory = Path(directory)
+    element = supercell.element
+    atoms = supercell.atoms
+    temperature = elements.get(element).temperature(regime)
+    files = {
+        "INCAR": format_incar(aimd_incar(element, regime, settings),
+                              header=f"tm23data generation: {element} {regime} ({temperature:.2f} K) NVT AIMD, "
+                              f"{settings.md.total_steps} x {settings.md.timestep_fs:g} fs"),  # fmt: skip
+        "KPOINTS": format_kpoints([1, 1, 1], "Gamma point only (AIMD)"),
+        "POSCAR": format_poscar(atoms.get_chemical_symbols(), atoms.cell.array, atoms.positions,
+                                f"TM23 {element} supercell {'x'.join(map(str, supercell.repeat))} with one vacancy"),
+        **potcar_files(element, settings.vasp),
+    }  # fmt: skip
+    written = {name: atomic_write(directory / name, text) for name, text in files.items()}
+    meta = {"element": element, "regime": regime, "temperature_K": temperature, "stage": "aimd",
+            "structure": supercell.to_dict(), "nsw": settings.md.total_steps}  # fmt: skip
+    written["inputs.json"] = atomic_write(directory / "inputs.json", json.dumps(meta, indent=2))
+    return written
+
+
+def frame_id(index: int, n_frames: int) -> str:
+    """File name stem of frame ``index``: zero-padded to at least 4 digits (0000 ... 0999)."""
+    return f"{index:0{max(4, len(str(n_frames - 1)))}d}"
+
+
+def write_static_inputs(
+    directory: str | os.PathLike,
+    element: str,
+    regime: str,
+    frames,
+    settings: Settings,
+    *,
+    kmesh: list[int] | None = None,
+) -> dict:
+    """Inputs of the static relabelling of ``frames`` (``ase.Atoms`` list, or (symbols, cell, positions)
+    triples): shared INCAR, KPOINTS and POTCAR[.spec], and ``poscars/NNNN.vasp`` per frame. Returns a
+    summary (mesh and where it came from, frame count)."""
+    directory = Path(directory)
+    frames = list(frames)
+    if not frames:
+        raise ValueError(f"{element} {regime}: no frames to label")
+    symbols0, cell0, _ = _unpack(frames[0])
+    mesh, mesh_source = (list(kmesh), "given") if kmesh is not None else static_kmesh(element, cell0, settings.vasp)
+    shared = {
+        "INCAR": format_incar(static_incar(element, regime, settings),
+                              header=f"tm23data generation: {element} {regime} static relabelling (energy, forces, stress)"),
+        "KPOINTS": format_kpoints(mesh, f"static labels, {mesh_source}"),
+        **potcar_files(element, settings.vasp),
+    }  # fmt: skip
+    for name, text in shared.items():
+        atomic_write(directory / name, text)
+    stale = {"POTCAR", "POTCAR.spec"} - set(shared)
+    for name in stale:  # a POTCAR.spec left from an earlier run without pymatgen, or the other way round
+        (directory / name).unlink(missing_ok=True)
+    n = len(frames)
+    tmp = directory / f".poscars.{os.getpid()}.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    try:
+        for i, frame in enumerate(frames):
+            symbols, cell, positions = _unpack(frame)
+            text = format_poscar(symbols, cell, positions, f"TM23 {element} {regime} frame {i}")
+            with open(tmp / f"{frame_id(i, n)}.vasp", "w") as fh:
+                fh.write(text)
+        _replace_dir(tmp, directory / "poscars")
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    summary = {"element": element, "regime": regime, "stage": "static", "n_frames": n, "kmesh": mesh,
+               "kmesh_source": mesh_source, "potcar": settings.vasp.potcar_symbol(element),
+               "potcar_file": "POTCAR" if "POTCAR" in shared else "POTCAR.spec"}  # fmt: skip
+    atomic_write(directory / "inputs.json", json.dumps(summary, indent=2))
+    return summary
+
+
+def _unpack(frame):
+    if hasattr(frame, "get_chemical_symbols"):
+        return frame.get_chemical_symbols(), frame.cell.array, frame.positions
+    return frame
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    """Put folder ``new`` at ``target`` (replacing it): rename the old one aside, rename, delete the old."""
+    old = target.with_name(f".{target.name}.old.{os.getpid()}")
+    if target.exists():
+        os.replace(target, old)
+    os.replace(new, target)
+    if old.exists():
+        shutil.rmtree(old)
