@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "load_tm23": ("tm23data.hf", "load_tm23"),
+    "TM23Dataset": ("tm23data.pyg", "TM23Dataset"),
     "Evaluator": ("tm23data.metrics", "Evaluator"),
     "fit_power_law": ("tm23data.metrics", "fit_power_law"),
     "load_store": ("tm23data.store", "load_store"),

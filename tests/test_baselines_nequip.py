@@ -1,0 +1,308 @@
+"""NequIP baseline: the generated config follows the paper's protocol, nequip-train runs it on CPU, and the
+result file agrees with the saved predictions, nequip's own test metrics and a reloaded checkpoint."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("nequip", reason="nequip is not installed (pip install -e '.[nequip]')")
+
+from omegaconf import OmegaConf  # noqa: E402
+
+from tm23data.baselines import results  # noqa: E402
+from tm23data.baselines.nequip import (  # noqa: E402
+    MONITOR,
+    NequIPPredictor,
+    NequIPSettings,
+    max_time_string,
+    nequip_config,
+    train_nequip,
+    write_config,
+)
+from tm23data.fetch import import_archive  # noqa: E402
+from tm23data.splits import resolve_split  # noqa: E402
+from tm23data.store import load_store  # noqa: E402
+
+TINY = NequIPSettings(r_max=4.0, num_layers=2, l_max=1, num_features=8, radial_mlp_depth=1, radial_mlp_width=16,
+                      num_bessels=4, batch_size=4, max_epochs=2, seed=3)  # fmt: skip
+
+
+def _callbacks(cfg) -> dict:
+    return {c["_target_"].rsplit(".", 1)[1]: c for c in cfg["trainer"]["callbacks"]}
+
+
+def test_config_follows_the_paper_protocol():
+    s = NequIPSettings(r_max=4.5, num_layers=3, l_max=2, num_features=16, learning_rate=0.002, energy_weight=2.0,
+                       force_weight=3.0, stress_weight=0.5, seed=7, max_time=3 * 7 * 86400)  # fmt: skip
+    cfg = nequip_config("Ti", "cold_to_melt", s, archive_md5="0" * 32)
+    tm = cfg["training_module"]
+    # energy per-atom MSE; loss coefficients as given (paper: all 1)
+    assert tm["loss"]["_target_"] == "nequip.train.EnergyForceStressLoss"
+    assert tm["loss"]["per_atom_energy"] is True
+    assert tm["loss"]["coeffs"] == {"total_energy": 2.0, "forces": 3.0, "stress": 0.5}
+    assert tm["optimizer"] == {"_target_": "torch.optim.Adam", "lr": 0.002}
+    sched = tm["lr_scheduler"]
+    assert sched["scheduler"]["_target_"] == "torch.optim.lr_scheduler.ReduceLROnPlateau"
+    assert (sched["scheduler"]["factor"], sched["scheduler"]["patience"], sched["scheduler"]["mode"]) == (
+        0.2,
+        100,
+        "min",
+    )
+    assert sched["monitor"] == "${monitored_metric}" and cfg["monitored_metric"] == MONITOR == "val0_epoch/forces_mae"
+    assert (sched["interval"], sched["frequency"]) == ("epoch", 1)
+    cb = _callbacks(cfg)
+    assert cb["MinLearningRateStop"]["min_lr"] == 1e-5
+    assert cb["ModelCheckpoint"]["monitor"] == "${monitored_metric}" and cb["ModelCheckpoint"]["mode"] == "min"
+    assert cfg["trainer"]["max_time"] == "21:00:00:00"  # the paper's three weeks
+    assert cfg["trainer"]["max_epochs"] == -1  # until the learning-rate stop
+    model = tm["model"]
+    assert (model["l_max"], model["num_layers"], model["num_features"], model["seed"]) == (2, 3, 16, 7)
+    assert cfg["cutoff_radius"] == 4.5 and model["r_max"] == "${cutoff_radius}"
+    data = cfg["data"]
+    assert data["_target_"] == "tm23data.baselines.nequip_data.TM23StoreDataModule"
+    assert (data["element"], data["split"], data["validation"], data["split_seed"]) == ("Ti", "cold_to_melt", 0.1, 7)
+    assert data["archive_md5"] == "0" * 32
+
+
+def test_config_defaults_are_the_paper_values():
+    cfg = nequip_config("Cu", "full", NequIPSettings())
+    tm = cfg["training_module"]
+    assert tm["loss"]["coeffs"] == {"total_energy": 1.0, "forces": 1.0, "stress": 1.0}
+    assert cfg["data"]["validation"] == 0.1
+    assert "max_time" not in cfg["trainer"]
+    assert _callbacks(cfg)["MinLearningRateStop"]["min_lr"] == 1e-5
+
+
+def test_config_without_stress_and_extxyz_path(tmp_path):
+    files = {"train": "train.xyz", "validation": "validation.xyz", "test": "test.xyz"}
+    cfg = nequip_config("Cu", "full", NequIPSettings(data="extxyz"), files=files, stress=False)
+    assert cfg["data"]["_target_"] == "nequip.data.datamodule.ASEDataModule"
+    assert cfg["data"]["train_file_path"] == "train.xyz" and cfg["data"]["val_file_path"] == "validation.xyz"
+    assert cfg["training_module"]["loss"]["_target_"] == "nequip.train.EnergyForceLoss"
+    assert "stress" not in cfg["training_module"]["loss"]["coeffs"]
+    with pytest.raises(ValueError, match="files="):
+        nequip_config("Cu", "full", NequIPSettings(data="extxyz"))
+    # the YAML keeps interpolations for Hydra and parses back to the same config
+    path = write_config(tmp_path / "config.yaml", cfg)
+    back = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    assert back == json.loads(json.dumps(cfg))
+    assert "${hydra:runtime.output_dir}" in path.read_text()
+
+
+def test_settings_are_validated():
+    with pytest.raises(ValueError, match="data must be"):
+        NequIPSettings(data="lmdb")
+    with pytest.raises(ValueError, match="validation"):
+        NequIPSettings(validation=0)
+    with pytest.raises(ValueError, match="unknown NequIP settings"):
+        NequIPSettings.from_dict({"lmax": 2})
+    assert max_time_string(90061) == "01:01:01:01" and max_time_string("00:01:00:00") == "00:01:00:00"
+
+
+def test_store_datamodule_serves_the_same_frames_as_ase_datamodule(cached, tmp_path):
+    """Our datamodule and nequip's ASEDataModule on the exported extxyz give identical training data."""
+    import torch
+    from hydra.utils import instantiate
+    from nequip.data import AtomicDataDict
+
+    from tm23data.baselines.nequip import export_split
+
+    store = load_store("W", progress=False)
+    manifest = resolve_split(store, "cold_to_warm", validation=0.1, seed=1)
+    files = {k: str(tmp_path / v) for k, v in export_split(store, manifest, tmp_path).items()}
+    s = NequIPSettings(seed=1)
+    mods = []
+    for data_path in ("store", "extxyz"):
+        cfg = nequip_config("W", "cold_to_warm", NequIPSettings(**{**s.to_dict(), "data": data_path}),
+                            archive_md5=cached, files=files)  # fmt: skip
+        cfg["data"]["transforms"] = []  # compare raw data (the transforms are identical in both)
+        dm = instantiate(OmegaConf.to_container(OmegaConf.create(cfg).data, resolve=True), _recursive_=False)
+        dm.setup("fit")
+        dm.setup("test")
+        mods.append(dm)
+    ours, theirs = mods
+    for attr in ("train_dataset", "val_dataset", "test_dataset"):
+        a, b = getattr(ours, attr)[0], getattr(theirs, attr)[0]
+        assert len(a) == len(b) == len(manifest.subsets[{"val_dataset": "validation"}.get(attr, attr.split("_")[0])])
+        for i in range(len(a)):
+            da, db = a[i], b[i]
+            for key in (
+                AtomicDataDict.POSITIONS_KEY,
+                AtomicDataDict.CELL_KEY,
+                AtomicDataDict.FORCE_KEY,
+                AtomicDataDict.TOTAL_ENERGY_KEY,
+                AtomicDataDict.STRESS_KEY,
+                AtomicDataDict.ATOMIC_NUMBERS_KEY,
+            ):
+                assert da[key].shape == db[key].shape, key
+                assert torch.equal(da[key], db[key]), key
+
+
+@pytest.fixture(scope="module")
+def nequip_run(synthetic_zip, tmp_path_factory):
+    """One tiny NequIP run (2 epochs) on the synthetic Cu 'full' split, shared by the tests below."""
+    path, md5 = synthetic_zip
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TM23_HOME", str(tmp_path_factory.mktemp("home")))
+        mp.setenv("TM23_MD5", md5)
+        for var in ("TM23_URL", "TM23_OFFLINE"):
+            mp.delenv(var, raising=False)
+        import_archive(path)
+        out = tmp_path_factory.mktemp("runs")
+        res = train_nequip("Cu", "full", TINY, out=out)
+        yield res, load_store("Cu", progress=False), out
+
+
+def test_tiny_training_writes_a_complete_run(nequip_run):
+    res, store, out = nequip_run
+    assert res.path == out / "nequip_Cu_full"
+    assert sorted(p.name for p in out.iterdir()) == ["nequip_Cu_full"]  # no partial or failed folders left
+    for name in (
+        "result.json",
+        "result.csv",
+        "predictions.npz",
+        "best.ckpt",
+        "config.yaml",
+        "train.log",
+        "metrics.csv",
+    ):
+        assert (res.path / name).is_file(), name
+    d = res.data
+    assert d["schema"] == results.SCHEMA and d["model"] == "nequip" and d["element"] == "Cu"
+    manifest = resolve_split(store, "full", validation=0.1, seed=TINY.seed)
+    assert d["split_hash"] == manifest.hash and d["n_frames"] == manifest.sizes()
+    assert d["archive_md5"] == store.archive_md5 and d["data_source"]["published"] is False
+    assert d["training"]["epochs"] == 2  # max_epochs honoured
+    assert d["settings"]["l_max"] == 1 and d["settings"]["n_weights"] > 0
+    assert {"torch", "nequip", "tm23data", "python"} <= set(d["versions"])
+    row = results.rows_to_csv([results.flat_row(d)])
+    assert (res.path / "result.csv").read_text() == row
+
+
+def test_result_metrics_equal_hand_computation_from_saved_predictions(nequip_run):
+    res, store, _ = nequip_run
+    p = res.predictions()
+    manifest = resolve_split(store, "full", validation=0.1, seed=TINY.seed)
+    test = store.frames.take(manifest.subsets["test"])
+    assert list(p["frame_id"]) == list(store.frame_id[manifest.subsets["test"]])
+    assert np.array_equal(p["ref_energy"], test.energy) and np.array_equal(p["ref_forces"], test.forces)
+    m = res.metrics
+    e_err = np.abs(p["energy"] / p["natoms"] - test.energy / test.natoms)
+    assert m["energy_per_atom"]["mae"] == pytest.approx(e_err.mean(), rel=1e-12)
+    assert m["energy_per_atom"]["percent"] == pytest.approx(
+        100 * e_err.mean() / np.abs(test.energy / test.natoms).mean(), rel=1e-12
+    )
+    f_err = np.abs(p["forces"] - test.forces)
+    assert m["forces"]["mae"] == pytest.approx(f_err.mean(), rel=1e-12)
+    assert m["forces"]["percent"] == pytest.approx(100 * f_err.mean() / np.abs(test.forces).mean(), rel=1e-12)
+    s_err = np.abs(p["stress"] - test.stress)
+    assert p["stress"].shape == (len(test), 3, 3)
+    assert m["stress"]["mae"] == pytest.approx(s_err.mean(), rel=1e-12)
+    assert m["stress"]["percent"] == pytest.approx(100 * s_err.mean() / np.abs(test.stress).mean(), rel=1e-12)
+    assert set(m["per_regime"]) == {"cold", "warm", "melt"}
+
+
+def test_our_evaluation_agrees_with_nequips_own_test_metrics(nequip_run):
+    """An independent check of units, sign and ordering: nequip's test run on the same best checkpoint."""
+    res, _, _ = nequip_run
+    theirs = res.data["training"]["nequip_test_metrics"]
+    ours = res.metrics
+    assert ours["forces"]["mae"] == pytest.approx(theirs["forces_mae"], rel=1e-5)
+    assert ours["energy_per_atom"]["mae"] == pytest.approx(theirs["per_atom_energy_mae"], rel=1e-5)
+    assert ours["stress"]["mae"] == pytest.approx(theirs["stress_mae"], rel=1e-5)
+
+
+def test_checkpoint_reload_reproduces_the_saved_predictions(nequip_run):
+    res, store, _ = nequip_run
+    p = res.predictions()
+    manifest = resolve_split(store, "full", validation=0.1, seed=TINY.seed)
+    predictor = NequIPPredictor.from_checkpoint(res.path / "best.ckpt", batch_size=3)  # other batching
+    again = predictor.predict(store.frames.take(manifest.subsets["test"]))
+    np.testing.assert_allclose(again["energy"], p["energy"], rtol=1e-6)
+    np.testing.assert_allclose(again["forces"], p["forces"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(again["stress"], p["stress"], rtol=1e-5, atol=1e-8)
+    assert predictor.type_names == ["Cu"] and predictor.r_max == TINY.r_max
+    with pytest.raises(ValueError, match="atomic numbers"):
+        predictor.predict(load_store("W", progress=False).frames.take([0]))
+
+
+def test_existing_run_is_not_overwritten_and_failures_are_kept_aside(nequip_run, tmp_path, monkeypatch):
+    import sys
+
+    from tm23data.baselines import nequip as nequip_module
+
+    _, _, out = nequip_run
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        train_nequip("Cu", "full", TINY, out=out)
+    crash = [sys.executable, "-c", "import sys; print('model build exploded'); sys.exit(3)"]
+    monkeypatch.setattr(nequip_module, "nequip_train_command", lambda: crash)
+    with pytest.raises(RuntimeError, match="(?s)nequip-train failed \\(exit 3\\).*model build exploded"):
+        train_nequip("Cu", "full", TINY, out=tmp_path, name="bad")
+    assert not (tmp_path / "bad").exists()
+    assert (tmp_path / "bad.failed" / "train.log").read_text().strip() == "model build exploded"
+    assert (tmp_path / "bad.failed" / "config.yaml").is_file()
+
+
+def test_min_lr_stop_ends_training_once_the_rate_is_below_the_floor():
+    """ReduceLROnPlateau (factor 0.2, patience 0, never-improving metric) with MinLearningRateStop(1e-5): the
+    learning rate goes 1e-3, 1e-3, 2e-4, 4e-5, 8e-6; the epoch trained at 8e-6 is the last one."""
+    import lightning
+    import torch
+    from torch.utils.data import DataLoader
+
+    from tm23data.baselines.nequip_callbacks import MinLearningRateStop, current_lr
+
+    class Toy(lightning.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def training_step(self, batch, i):
+            return ((self.w - batch) ** 2).sum()
+
+        def validation_step(self, batch, i):
+            self.log("val", torch.tensor(1.0))  # never improves
+
+        def configure_optimizers(self):
+            opt = torch.optim.SGD(self.parameters(), lr=1e-3)
+            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.2, patience=0)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val", "interval": "epoch"}}
+
+        def train_dataloader(self):
+            return DataLoader(torch.ones(2, 1), batch_size=1)
+
+        def val_dataloader(self):
+            return DataLoader(torch.ones(1, 1), batch_size=1)
+
+    used = []
+
+    class Record(lightning.Callback):
+        def on_train_epoch_start(self, trainer, pl_module):
+            used.append(current_lr(trainer))
+
+    stop = MinLearningRateStop(1e-5)
+    trainer = lightning.Trainer(max_epochs=50, callbacks=[Record(), stop], logger=False, enable_checkpointing=False,
+                                enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")  # fmt: skip
+    trainer.fit(Toy())
+    np.testing.assert_allclose(used, [1e-3, 1e-3, 2e-4, 4e-5, 8e-6])
+    assert stop.stopped_epoch == 4 and trainer.current_epoch == 5  # stopped long before max_epochs
+    with pytest.raises(ValueError):
+        MinLearningRateStop(0)
+
+
+@pytest.mark.slow
+def test_learning_curve_and_extxyz_path_train_for_real(cached, tmp_path):
+    """The learning-curve driver with real nequip-train runs (2 sizes, extxyz data path, 1 epoch each)."""
+    from tm23data.baselines.learning_curve import nequip_learning_curve
+
+    s = NequIPSettings(**{**TINY.to_dict(), "max_epochs": 1, "data": "extxyz"})
+    rep = nequip_learning_curve("Cu", sizes=(4, 8), l_maxes=(0,), settings=s, out=tmp_path)
+    assert [p["n_train"] for p in rep["points"]] == [4, 8] and "0" in rep["fits"]
+    for p in rep["points"]:
+        res = results.load_result(p["run"])
+        assert res.data["settings"]["data"] == "extxyz" and res.data["training"]["epochs"] == 1
+        assert not list(res.path.glob("*.xyz"))  # exported copies are removed after training
+    assert (tmp_path / "learning_curve.png").is_file()

@@ -1,0 +1,264 @@
+"""``tm23`` subcommands of the baselines: baseline, report, grid, learning-curve, install-flare, demo.
+
+Registered by :mod:`tm23data.cli`; nothing heavy (torch, nequip, flare, matplotlib) is imported until a
+command runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from importlib import resources
+
+
+def register(sub) -> None:
+    p = sub.add_parser("baseline", help="train and evaluate FLARE or NequIP on one element and split",
+                       description="Train a baseline with the paper's protocol, evaluate it on the split's test set "
+                       "and write OUT/NAME/{result.json,result.csv,predictions.npz} plus the model.")  # fmt: skip
+    models = p.add_subparsers(dest="model", metavar="MODEL", required=True)
+    for model in ("nequip", "flare"):
+        m = models.add_parser(
+            model, help=f"{'NequIP (nequip 0.19)' if model == 'nequip' else 'FLARE sparse GP (mir-flare)'}"
+        )
+        m.add_argument("element", metavar="ELEMENT")
+        m.add_argument("--split", default="full", help="split name (tm23 splits ELEMENT lists them; default full)")
+        m.add_argument("--out", default="tm23-results", help="results folder (default ./tm23-results)")
+        m.add_argument("--name", help="run folder name (default MODEL_ELEMENT_SPLIT)")
+        m.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+        m.add_argument("--seed", type=int, default=0)
+        m.add_argument("--max-time", type=float, metavar="SECONDS", help="wall-time limit of training")
+        m.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="any other setting (repeatable), e.g. --set radial_mlp_width=32")  # fmt: skip
+        if model == "nequip":
+            m.add_argument("--r-max", type=float, help="cutoff radius, Å (default 5.0)")
+            m.add_argument("--num-layers", type=int)
+            m.add_argument("--l-max", type=int)
+            m.add_argument("--num-features", type=int)
+            m.add_argument("--lr", dest="learning_rate", type=float, help="Adam learning rate (default 0.005)")
+            m.add_argument("--energy-weight", type=float, help="per-atom energy MSE coefficient (paper: 1)")
+            m.add_argument("--force-weight", type=float, help="force MSE coefficient (paper: 1)")
+            m.add_argument("--stress-weight", type=float, help="stress MSE coefficient (paper: 1)")
+            m.add_argument("--batch-size", type=int)
+            m.add_argument("--max-epochs", type=int)
+            m.add_argument("--validation", type=float, help="validation fraction of train (paper: 0.1)")
+            m.add_argument("--data", choices=("store", "extxyz"), help="data path (default store)")
+            m.add_argument("--config-only", metavar="PATH", help="only write the nequip config to PATH")
+            m.add_argument("--echo", action="store_true", help="show nequip-train's output")
+        else:
+            m.add_argument("--r-cut", type=float, help="descriptor cutoff, Å (default 5.0)")
+            m.add_argument("--n-max", type=int)
+            m.add_argument("--l-max", type=int)
+            m.add_argument("--power", type=int, choices=(1, 2), help="kernel power (paper: 2)")
+            m.add_argument("--envs-per-frame", type=int, help="sparse environments per frame (default 1)")
+            m.add_argument("--max-frames", type=int, help="use this many training frames, evenly spaced")
+            m.add_argument("--progress", action="store_true")
+        m.set_defaults(func=cmd_baseline)
+
+    p = sub.add_parser("report", help="gather baseline results into one table and a periodic-table figure",
+                       description="Collect result.json files under the given folders, print the %% error table, "
+                       "and write report.{csv,json,md} and periodic_table.png (paper Fig. 2 layout) with the "
+                       "paper's Table 1 alongside.")  # fmt: skip
+    p.add_argument("paths", nargs="*", default=["tm23-results"], metavar="PATH")
+    p.add_argument("--out", default="tm23-report", help="report folder (default ./tm23-report)")
+    p.add_argument("--no-plot", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON")
+    p.add_argument("--paper", choices=("table1", "table2", "fig7"), help="print a shipped paper table and exit")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("grid", help="FLARE descriptor grid search (r_cut x n_max x l_max) on a small subset",
+                       description="Paper protocol: train on 200 and test on 100 frames (evenly spaced over the "
+                       "split); the best model has the lowest force MAE. Writes grid.{csv,json,png}.")  # fmt: skip
+    p.add_argument("element", metavar="ELEMENT")
+    p.add_argument("--split", default="full")
+    p.add_argument("--r-cut", type=float, nargs="+", default=[4.0, 5.0, 6.0])
+    p.add_argument("--n-max", type=int, nargs="+", default=[4, 8, 12])
+    p.add_argument("--l-max", type=int, nargs="+", default=[2, 4])
+    p.add_argument("--n-train", type=int, default=200)
+    p.add_argument("--n-test", type=int, default=100)
+    p.add_argument("--power", type=int, choices=(1, 2), default=2)
+    p.add_argument("--out", default="tm23-grid")
+    p.set_defaults(func=cmd_grid)
+
+    p = sub.add_parser("learning-curve", help="NequIP learning curves across l_max (paper Fig. 6)",
+                       description="Train NequIP on melt_100 ... melt_900 for each l_max, fit error = a N^b to the "
+                       "force MAE, and plot it. Finished runs are reused.")  # fmt: skip
+    p.add_argument("element", metavar="ELEMENT")
+    p.add_argument("--regime", default="melt", choices=("cold", "warm", "melt"))
+    p.add_argument("--sizes", type=int, nargs="+", default=[100, 300, 500, 700, 900])
+    p.add_argument("--l-max", type=int, nargs="+", default=[0, 1, 2, 3])
+    p.add_argument("--features", default=None,
+                   help="'paper' (Table 2: 2, 4, 8, 16 for l_max 0..3) or an int (default: --set num_features)")  # fmt: skip
+    p.add_argument("--max-time", type=float, metavar="SECONDS", help="wall-time limit per model")
+    p.add_argument("--max-epochs", type=int)
+    p.add_argument("--steps", type=int, help="CPU budgets: about this many optimizer steps per model "
+                   "(max_epochs scaled by training-set size)")  # fmt: skip
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--out", default="tm23-learning-curve")
+    p.add_argument("--no-resume", action="store_true", help="retrain runs that already have results")
+    p.set_defaults(func=cmd_learning_curve)
+
+    p = sub.add_parser("install-flare", help="build and install mir-flare 1.4.0 offline into this environment",
+                       description="Runs the packaged installer (tm23data/data/flare/install_flare.sh, also "
+                       "scripts/install_flare.sh): Debian packages g++ cmake ninja-build libeigen3-dev "
+                       "nlohmann-json3-dev, a build venv, pip wheel with CMake downloads replaced by system "
+                       "packages, then pip install --no-deps into this Python.")  # fmt: skip
+    p.add_argument("--force", action="store_true", help="rebuild and reinstall even if installed")
+    p.add_argument("--sdist", help="path to mir_flare-1.4.0.tar.gz (otherwise pip fetches it from the index)")
+    p.add_argument("--print-script", action="store_true", help="print the installer's path and exit")
+    p.set_defaults(func=cmd_install_flare)
+
+    p = sub.add_parser("demo", help="the main job, offline: data -> load_tm23 -> FLARE + NequIP -> %% error table",
+                       description="Without the published archive, make a small TM23-format data set locally, load "
+                       "it with load_tm23, train FLARE and a small NequIP for a short budget and print the %% error "
+                       "table. With the published archive in the cache (tm23 download) it runs on it.")  # fmt: skip
+    p.add_argument("--element", default=None, help="element (default Cu)")
+    p.add_argument("--split", default="full")
+    p.add_argument("--data", choices=("auto", "local", "published"), default="auto",
+                   help="auto: published if cached, else local (default)")  # fmt: skip
+    p.add_argument("--frames", type=int, default=50, help="local data: frames per regime (default 50)")
+    p.add_argument(
+        "--calculator",
+        choices=("emt", "chgnet", "auto"),
+        help="local data: MD calculator (default: EMT for Ag Au Cu Ni Pd Pt, else CHGNet)",
+    )
+    p.add_argument("--equilibration-fs", type=float, help="local data: discarded MD start, fs (default: paper, 5000)")
+    p.add_argument("--budget", type=float, default=60.0, metavar="SECONDS", help="training time per model (default 60)")
+    p.add_argument("--models", default="flare,nequip", help="comma-separated (default flare,nequip)")
+    p.add_argument("--flare-max-frames", type=int, help="FLARE: at most this many training frames")
+    p.add_argument("--workdir", default="tm23-demo")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_demo)
+
+
+# --------------------------------------------------------------------------------------------------------
+
+
+def _parse_value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _settings(cls, args, names: tuple[str, ...], overrides: list[str]):
+    """A settings dataclass from the explicit flags that were given and ``--set KEY=VALUE`` pairs."""
+    values = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+    fields = {f.name for f in dataclasses.fields(cls)}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in fields:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE with KEY one of {', '.join(sorted(fields))}")
+        values[key] = _parse_value(value)
+    return cls(**values)
+
+
+NEQUIP_FLAGS = ("r_max", "num_layers", "l_max", "num_features", "learning_rate", "energy_weight", "force_weight",
+                "stress_weight", "batch_size", "max_epochs", "validation", "data", "seed", "max_time")  # fmt: skip
+FLARE_FLAGS = ("r_cut", "n_max", "l_max", "power", "envs_per_frame", "seed", "max_time")
+
+
+def cmd_baseline(args) -> int:
+    if args.model == "nequip":
+        from .nequip import NequIPSettings, nequip_config, train_nequip, write_config
+
+        settings = _settings(NequIPSettings, args, NEQUIP_FLAGS, args.set)
+        if args.config_only:
+            from ..store import load_store
+
+            if settings.data != "store":
+                raise ValueError("--config-only writes store-based configs (the extxyz path exports files first)")
+            store = load_store(args.element)
+            write_config(
+                args.config_only, nequip_config(args.element, args.split, settings, archive_md5=store.archive_md5)
+            )
+            print(f"wrote {args.config_only}; run it with: TM23_MD5={store.archive_md5} nequip-train -cn "
+                  f"{os.path.basename(args.config_only)} (from its folder)")  # fmt: skip
+            return 0
+        res = train_nequip(args.element, args.split, settings, out=args.out, name=args.name, overwrite=args.overwrite,
+                           echo=args.echo)  # fmt: skip
+    else:
+        from .flare import FlareSettings, train_flare
+
+        settings = _settings(FlareSettings, args, FLARE_FLAGS, args.set)
+        res = train_flare(args.element, args.split, settings, out=args.out, name=args.name, overwrite=args.overwrite,
+                          max_train_frames=args.max_frames, progress=args.progress)  # fmt: skip
+    from .report import format_table, summary_table
+
+    header, rows = summary_table([res.row()])
+    print(format_table(header, rows))
+    print(f"\nresults: {res.path}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .report import format_table, paper_table, write_report
+
+    if args.paper:
+        rows = paper_table(args.paper)
+        print(format_table(list(rows[0]), [list(r.values()) for r in rows]))
+        return 0
+    rep = write_report(args.paths, args.out, plot=not args.no_plot)
+    if args.json:
+        print(json.dumps(rep["rows"], indent=2))
+    else:
+        print(rep["table"])
+        print(f"\nreport: {rep['files']['md']}" + (f", {rep['files']['plot']}" if "plot" in rep["files"] else ""))
+    return 0
+
+
+def cmd_grid(args) -> int:
+    from .flare import FlareSettings
+    from .grid import flare_grid
+
+    rep = flare_grid(args.element, split=args.split, r_cuts=args.r_cut, n_maxes=args.n_max, l_maxes=args.l_max,
+                     n_train=args.n_train, n_test=args.n_test, base=FlareSettings(power=args.power), out=args.out,
+                     progress=True)  # fmt: skip
+    b = rep["best"]
+    print(f"best (lowest force MAE): r_cut {b['r_cut']} Å, n_max {b['n_max']}, l_max {b['l_max']}: "
+          f"{b['forces_percent']:.2f}% force error; written to {args.out}/grid.{{csv,json,png}}")  # fmt: skip
+    return 0
+
+
+def cmd_learning_curve(args) -> int:
+    from .learning_curve import nequip_learning_curve
+    from .nequip import NequIPSettings
+
+    settings = _settings(NequIPSettings, args, ("max_time", "max_epochs"), args.set)
+    features = args.features if args.features in (None, "paper") else int(args.features)
+    rep = nequip_learning_curve(args.element, regime=args.regime, sizes=args.sizes, l_maxes=args.l_max,
+                                settings=settings, features=features, out=args.out, resume=not args.no_resume,
+                                steps=args.steps)  # fmt: skip
+    for l_max, fit in rep["fits"].items():
+        print(f"l_max {l_max}: force MAE = {fit['a']:.3g} N^{fit['b']:.3f} (R² {fit['r2']:.3f})")
+    print(f"written to {args.out}/learning_curve.{{json,csv,png}}")
+    return 0
+
+
+def installer_path() -> str:
+    return str(resources.files("tm23data").joinpath("data/flare/install_flare.sh"))
+
+
+def cmd_install_flare(args) -> int:
+    script = installer_path()
+    if args.print_script:
+        print(script)
+        return 0
+    env = {**os.environ, "PYTHON": sys.executable}
+    if args.force:
+        env["FLARE_FORCE"] = "1"
+    if args.sdist:
+        env["FLARE_SDIST"] = os.path.abspath(args.sdist)
+    return subprocess.call(["bash", script], env=env)
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    run_demo(args.workdir, element=args.element, split=args.split, data=args.data, frames_per_regime=args.frames,
+             calculator=args.calculator, equilibration_fs=args.equilibration_fs, budget_s=args.budget, models=tuple(m.strip() for m in args.models.split(",") if m.strip()),
+             flare_max_frames=args.flare_max_frames, seed=args.seed)  # fmt: skip
+    return 0

@@ -1,0 +1,94 @@
+"""Lightning callbacks used by the generated NequIP configs (imported inside ``nequip-train``).
+
+- :class:`MinLearningRateStop`: the paper's stopping rule, "training is concluded if the learning rate
+  reduced to be less than 1e-5". Lightning has no minimum-lr stop, and nequip 0.19 provides none.
+- :class:`EpochTimer`: logs the wall time of each training epoch (``epoch_time_s``) so that result files
+  and the benchmark can report it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from lightning.pytorch.callbacks import Callback
+
+
+def current_lr(trainer) -> float:
+    """The largest learning rate over the optimizers' parameter groups."""
+    return max(group["lr"] for opt in trainer.optimizers for group in opt.param_groups)
+
+
+class MinLearningRateStop(Callback):
+    """Stop training once the learning rate is below ``min_lr``.
+
+    Checked at the end of every training epoch (after validation). ReduceLROnPlateau steps after this
+    hook, so the epoch that brings the rate below ``min_lr`` is followed by one epoch at that rate and
+    training then stops, as nequip's own ``early_stopping_lower_bounds: {LR: 1e-5}`` did (it read the
+    rate in use before stepping the scheduler). ``stopped_epoch`` records where.
+    """
+
+    def __init__(self, min_lr: float = 1e-5):
+        if not min_lr > 0:
+            raise ValueError(f"min_lr must be positive, got {min_lr}")
+        self.min_lr = float(min_lr)
+        self.stopped_epoch: int | None = None
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        lr = current_lr(trainer)
+        if lr < self.min_lr:
+            self.stopped_epoch = trainer.current_epoch
+            trainer.should_stop = True
+            print(f"MinLearningRateStop: learning rate {lr:.3g} < {self.min_lr:.3g}; stopping after epoch "
+                  f"{trainer.current_epoch}", flush=True)  # fmt: skip
+
+    def state_dict(self) -> dict:
+        return {"min_lr": self.min_lr, "stopped_epoch": self.stopped_epoch}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.stopped_epoch = state_dict.get("stopped_epoch")
+
+
+class EpochTimer(Callback):
+    """Logs ``epoch_time_s`` (wall time of the training part of each epoch, without validation) and
+    ``lr`` (the rate used in that epoch) to the trainer's loggers; with ``log_file`` it also appends JSON
+    lines there: ``{"event": "fit_start", "time": unix}`` (start-up ends) and one per epoch with its wall
+    time and the process's CPU time (all threads; robust to other load on the machine)."""
+
+    def __init__(self, log_file: str | None = None):
+        self.log_file = log_file
+        self._start = self._cpu_start = None
+        self._paused = self._cpu_paused = 0.0
+        self._val_start = self._val_cpu_start = None
+
+    def _write(self, record: dict) -> None:
+        if self.log_file:
+            with open(self.log_file, "a") as fh:
+                fh.write(json.dumps(record) + "\n")
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        self._write({"event": "fit_start", "time": time.time()})
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._start, self._cpu_start = time.perf_counter(), time.process_time()
+        self._paused = self._cpu_paused = 0.0
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self._val_start, self._val_cpu_start = time.perf_counter(), time.process_time()
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if self._val_start is not None and self._start is not None:
+            self._paused += time.perf_counter() - self._val_start
+            self._cpu_paused += time.process_time() - self._val_cpu_start
+        self._val_start = None
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if self._start is None:
+            return
+        elapsed = time.perf_counter() - self._start - self._paused
+        cpu = time.process_time() - self._cpu_start - self._cpu_paused
+        lr = current_lr(trainer)
+        pl_module.log("epoch_time_s", elapsed, on_step=False, on_epoch=True, sync_dist=False)
+        pl_module.log("lr", lr, on_step=False, on_epoch=True, sync_dist=False)
+        self._write({"event": "epoch", "epoch": trainer.current_epoch, "train_s": elapsed, "train_cpu_s": cpu,
+                     "lr": lr, "time": time.time()})  # fmt: skip

@@ -1,0 +1,190 @@
+"""``tm23 report``: gather baseline results into one table, draw the percent errors on the d-block layout
+of the paper's Fig. 2, and set them next to the paper's reference tables shipped in the package
+(``tm23data/data/paper/``: Table 1 training statistics, Table 2 NequIP l_max models, Fig. 7 FLARE grid).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from .. import elements
+from . import results
+
+PAPER_TABLES = {
+    "table1": "table1_training.csv",  # element, flare_ace_dim, flare_total_train_hours, nequip_n_weights, ...
+    "table2": "table2_lmax.csv",  # element, l_max, nequip_n_weights, nequip_hours_per_epoch, gpu, irreps_multiplicity
+    "fig7": "fig7_os_flare_grid.csv",  # l_max, n_max, cutoff_angstrom, force_percent_error
+}
+QUANTITY_LABELS = {"forces": "forces", "energy_per_atom": "energy", "stress": "stress"}
+MODEL_LABELS = {"flare": "FLARE (B2)", "nequip": "NequIP"}
+
+
+@cache
+def _read_paper(name: str) -> tuple:
+    with resources.files("tm23data").joinpath(f"data/paper/{PAPER_TABLES[name]}").open(newline="") as fh:
+        return tuple(csv.DictReader(fh))
+
+
+def paper_table(name: str) -> list[dict]:
+    """Rows (dicts of strings) of a shipped paper table: ``table1``, ``table2`` or ``fig7``."""
+    if name not in PAPER_TABLES:
+        raise ValueError(f"unknown paper table {name!r}; choose from {', '.join(PAPER_TABLES)}")
+    return [dict(r) for r in _read_paper(name)]
+
+
+def gather(paths) -> list[dict]:
+    """Flat rows (see :func:`.results.flat_row`) of every result under ``paths``, sorted by model, element
+    (periodic-table order) and split; extra columns for model size and time."""
+    order = {e.symbol: k for k, e in enumerate(elements.all_elements())}
+    rows = []
+    for res in results.find_results(paths):
+        row = res.row()
+        settings, timing = res.data["settings"], res.data["timing"]
+        row["descriptor_dim"] = settings.get("descriptor_dim")
+        row["n_weights"] = settings.get("n_weights")
+        row["epoch_s_median"] = timing.get("epoch_s_median")
+        row["path"] = str(res.path)
+        rows.append(row)
+    rows.sort(key=lambda r: (r["model"], r["split"], order.get(r["element"], 99), r["created"]))
+    return rows
+
+
+def summary_table(rows: list[dict]) -> tuple[list[str], list[list]]:
+    """(header, rows) of the printed table: per run, MAE and % error of energy per atom, forces, stress."""
+    header = ["model", "element", "split", "train", "test", "E MAE (meV/atom)", "E %", "F MAE (meV/Å)", "F %",
+              "S MAE (meV/Å³)", "S %"]  # fmt: skip
+    out = []
+    for r in rows:
+        cells = [MODEL_LABELS.get(r["model"], r["model"]), r["element"], r["split"], r["n_train"], r["n_test"]]
+        for q in ("energy_per_atom", "forces", "stress"):
+            mae, pct = r.get(f"{q}_mae"), r.get(f"{q}_percent")
+            cells += [_fmt(None if mae is None else 1000 * mae), _fmt(pct)]
+        out.append(cells)
+    return header, out
+
+
+def _fmt(x, digits: int = 3) -> str:
+    if x is None or (isinstance(x, float) and not np.isfinite(x)):
+        return "-"
+    return f"{x:.{digits}g}" if abs(x) < 1000 else f"{x:.0f}"
+
+
+def format_table(header: list[str], rows: list[list]) -> str:
+    cells = [[str(c) for c in r] for r in rows]
+    widths = [max(len(x) for x in col) for col in zip(header, *cells)] if cells else [len(h) for h in header]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)), "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in cells]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def paper_comparison(rows: list[dict]) -> tuple[list[str], list[list]]:
+    """Model sizes and costs here next to the paper's Table 1, per element that has a result."""
+    table1 = {r["element"]: r for r in paper_table("table1")}
+    header = ["element", "FLARE B2 dim (here)", "FLARE ACE dim (paper)", "FLARE train h (here)", "FLARE train h (paper)",
+              "NequIP weights (here)", "NequIP weights (paper)", "NequIP s/epoch (here)", "NequIP h/epoch (paper, GPU)"]  # fmt: skip
+    by_element: dict[str, dict] = {}
+    for r in rows:
+        by_element.setdefault(r["element"], {})[r["model"]] = r
+    out = []
+    for el, models in by_element.items():
+        p = table1.get(el, {})
+        fl, nq = models.get("flare", {}), models.get("nequip", {})
+        out.append([el, fl.get("descriptor_dim") or "-", p.get("flare_ace_dim", "-"),
+                    _fmt(None if fl.get("train_s") is None else fl["train_s"] / 3600), p.get("flare_total_train_hours", "-"),
+                    nq.get("n_weights") or "-", p.get("nequip_n_weights", "-"), _fmt(nq.get("epoch_s_median")),
+                    f"{p.get('nequip_hours_per_epoch', '-')} ({p.get('nequip_gpu', '-')})" if p else "-"])  # fmt: skip
+    return header, out
+
+
+# --- Fig. 2 layout --------------------------------------------------------------------------------------------
+
+
+def plot_periodic(rows: list[dict], path: str | os.PathLike, *, split: str | None = None,
+                  quantities=("forces", "energy_per_atom", "stress")) -> Path:  # fmt: skip
+    """Percent errors on the d-block (groups 4-12, periods 4-6), one panel per quantity (rows) and model
+    (columns), coloured green (low) to red (high) on one scale per quantity, as in the paper's Fig. 2.
+    Elements without a result are grey. With several splits, ``split`` picks one (default: the most common)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import Normalize
+
+    if not rows:
+        raise ValueError("no results to plot")
+    if split is None:
+        splits = [r["split"] for r in rows]
+        split = max(set(splits), key=splits.count)
+    rows = [r for r in rows if r["split"] == split]
+    models = [m for m in MODEL_LABELS if any(r["model"] == m for r in rows)] + sorted(
+        {r["model"] for r in rows} - set(MODEL_LABELS)
+    )
+    latest: dict[tuple, dict] = {}
+    for r in rows:  # rows are sorted by creation time within (model, split, element)
+        latest[(r["model"], r["element"])] = r
+    fig, axes = plt.subplots(len(quantities), len(models), figsize=(4.6 * len(models), 2.0 * len(quantities) + 0.4),
+                             squeeze=False, constrained_layout=True)  # fmt: skip
+    cmap = plt.get_cmap("RdYlGn_r")
+    for qi, q in enumerate(quantities):
+        values = [v for r in latest.values() if (v := r.get(f"{q}_percent")) is not None and np.isfinite(v)]
+        norm = Normalize(vmin=min(values, default=0), vmax=max(values, default=1))
+        for mi, model in enumerate(models):
+            ax = axes[qi][mi]
+            for e in elements.all_elements():
+                x, y = e.group - 4, e.period - 4
+                r = latest.get((model, e.symbol))
+                v = None if r is None else r.get(f"{q}_percent")
+                color = cmap(norm(v)) if v is not None and np.isfinite(v) else (0.88, 0.88, 0.88, 1.0)
+                ax.add_patch(plt.Rectangle((x, -y), 0.94, 0.94, facecolor=color, edgecolor="white"))
+                ax.text(x + 0.47, -y + 0.64, e.symbol, ha="center", va="center", fontsize=8, weight="bold")
+                ax.text(x + 0.47, -y + 0.28, "-" if v is None else f"{v:.1f}", ha="center", va="center", fontsize=7)
+            ax.set_xlim(-0.1, 9.0)
+            ax.set_ylim(-2.1, 1.0)
+            ax.set_aspect("equal")
+            ax.axis("off")
+            ax.set_title(f"{MODEL_LABELS.get(model, model)}: {QUANTITY_LABELS.get(q, q)} % error", fontsize=9)
+        fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes[qi].tolist(), shrink=0.8, label="%")
+    fig.suptitle(f"Test % error (MAE / MAV x 100), split {split}", fontsize=10)
+    return results.save_figure(fig, path)
+
+
+def write_report(paths, out: str | os.PathLike, *, plot: bool = True) -> dict:
+    """Gather results under ``paths`` and write ``report.csv``, ``report.json``, ``report.md`` and (with
+    ``plot``) ``periodic_table.png`` into ``out``; returns ``{"rows": ..., "files": ...}``."""
+    rows = gather(paths)
+    if not rows:
+        raise FileNotFoundError(f"no baseline results (result.json) under {', '.join(map(str, paths))}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {
+        "csv": results.atomic_write_bytes(out / "report.csv", results.rows_to_csv(rows).encode()),
+        "json": results.atomic_write_json(out / "report.json", {"rows": rows, "created": results.now()}),
+    }
+    header, table = summary_table(rows)
+    cmp_header, cmp_rows = paper_comparison(rows)
+    published = all(r.get("published_data") for r in rows)
+    md = ["# TM23 baseline report", ""]
+    if not published:
+        md += [("**Some results are on locally generated data, not the published TM23 archive: they are not "
+                "comparable with the paper.**"), ""]  # fmt: skip
+    md += ["## Test errors", "", ("% error = MAE / MAV x 100 over the test set (energy per atom, force and stress "
+           "components); MAE in meV/atom, meV/Å, meV/Å³."), "", markdown_table(header, table), "",
+           "## Model size and cost next to the paper's Table 1", "", markdown_table(cmp_header, cmp_rows), "",
+           "Paper: FLARE on CPUs (total training time), NequIP on one V100/A100 GPU (hours per epoch).", ""]  # fmt: skip
+    if plot:
+        files["plot"] = plot_periodic(rows, out / "periodic_table.png")
+        md += ["## Percent errors on the d-block (layout of the paper's Fig. 2)", "", "![](periodic_table.png)", ""]
+    files["md"] = results.atomic_write_bytes(out / "report.md", "\n".join(md).encode())
+    return {"rows": rows, "files": {k: str(v) for k, v in files.items()}, "table": format_table(header, table)}

@@ -1,0 +1,306 @@
+"""Result files of a baseline run: one folder per run, written completely or not at all.
+
+A run folder holds
+
+- ``result.json``: schema ``tm23data.baselines.result/1`` (below): what was trained on which frames, the
+  settings and versions used, the paper's metrics on the test set, timings;
+- ``result.csv``: the same as one flat row (``tm23 report`` joins these);
+- ``predictions.npz``: test-set predictions and reference labels, in frame order (energies eV total,
+  forces eV/Å flat over atoms, stress eV/Å³ (F, 3, 3) with the ASE sign), from which every metric in
+  ``result.json`` can be recomputed with :mod:`tm23data.metrics`;
+- the model (``model.flare.npz`` or nequip's ``best.ckpt``) and the training log.
+
+Runs are built in a temporary sibling folder that is renamed into place only when everything is written
+(:class:`RunDir`), so a crashed or interrupted run never leaves a folder that looks complete; a failed run
+is kept as ``NAME.failed`` with its log for inspection.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import io
+import json
+import logging
+import os
+import platform
+import shutil
+import socket
+import sys
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from ..metrics import QUANTITIES, UNITS
+
+log = logging.getLogger(__name__)
+
+SCHEMA = "tm23data.baselines.result/1"
+RESULT_JSON, RESULT_CSV, PREDICTIONS = "result.json", "result.csv", "predictions.npz"
+#: Distributions whose versions every result records (absent ones are skipped).
+VERSIONED = ("tm23data", "numpy", "scipy", "ase", "torch", "nequip", "e3nn", "lightning", "mir-flare", "chgnet")
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python and of the packages that shape a result."""
+    out = {"python": platform.python_version()}
+    for dist in VERSIONED:
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def host() -> dict:
+    return {"hostname": socket.gethostname(), "platform": platform.platform(), "cpus": os.cpu_count()}
+
+
+# --- atomic writes -----------------------------------------------------------------------------------
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and an atomic rename."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def atomic_write_json(path: str | os.PathLike, obj) -> Path:
+    return atomic_write_bytes(path, (json.dumps(obj, indent=2, default=_json_default) + "\n").encode())
+
+
+def atomic_savez(path: str | os.PathLike, **arrays) -> Path:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def save_figure(fig, path: str | os.PathLike, dpi: int = 150) -> Path:
+    """Save a matplotlib figure atomically (format from the suffix) and close it."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        fig.savefig(tmp, dpi=dpi)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+class RunDir:
+    """A run folder built under ``OUT/.NAME.partial-PID`` and renamed to ``OUT/NAME`` by :meth:`commit`.
+
+    Use as a context manager: on an exception the partial folder becomes ``OUT/NAME.failed`` (replacing
+    an older one) and the exception propagates. An existing ``OUT/NAME`` is an error unless
+    ``overwrite`` is set, in which case it is replaced only at commit time.
+    """
+
+    def __init__(self, out: str | os.PathLike, name: str, *, overwrite: bool = False):
+        self.final = Path(out).resolve() / name
+        if self.final.exists() and not overwrite:
+            raise FileExistsError(f"{self.final} exists; choose another --out/--name or pass --overwrite")
+        self.final.parent.mkdir(parents=True, exist_ok=True)
+        self.path = self.final.with_name(f".{name}.partial-{os.getpid()}")
+        self.committed = False
+
+    def __enter__(self) -> RunDir:
+        if self.path.exists():
+            shutil.rmtree(self.path)
+        self.path.mkdir()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None and not self.committed and self.path.exists():
+            failed = self.final.with_name(self.final.name + ".failed")
+            shutil.rmtree(failed, ignore_errors=True)
+            os.replace(self.path, failed)
+            log.warning("run %s failed; its folder is kept as %s", self.final.name, failed)
+
+    def commit(self) -> Path:
+        if self.final.exists():
+            trash = self.final.with_name(f".{self.final.name}.old-{os.getpid()}")
+            os.replace(self.final, trash)
+            os.replace(self.path, self.final)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(self.path, self.final)
+        self.committed = True
+        return self.final
+
+
+# --- the result record ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    """A loaded ``result.json`` (``data``) and the folder it lives in."""
+
+    path: Path
+    data: dict
+
+    @property
+    def metrics(self) -> dict:
+        return self.data["metrics"]
+
+    def predictions(self) -> dict[str, np.ndarray]:
+        with np.load(self.path / self.data["files"]["predictions"], allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+
+    def row(self) -> dict:
+        return flat_row(self.data)
+
+
+def result_record(*, model: str, element: str, split: str, manifest, store, settings: dict, metrics: dict,
+                  timing: dict, training: dict, files: dict, data_source: dict | None = None) -> dict:  # fmt: skip
+    """The ``result.json`` content (see the module docstring)."""
+    return {
+        "schema": SCHEMA,
+        "model": model,
+        "element": element,
+        "split": split,
+        "split_hash": manifest.hash,
+        "subset_hashes": dict(manifest.subset_hashes),
+        "validation": manifest.validation,
+        "split_seed": manifest.seed,
+        "n_frames": manifest.sizes(),
+        "archive_md5": store.archive_md5,
+        "data_source": data_source or describe_source(store),
+        "settings": settings,
+        "metrics": metrics,
+        "units": {**UNITS, "energy": "eV", "time": "s"},
+        "timing": timing,
+        "training": training,
+        "files": files,
+        "versions": versions(),
+        "host": host(),
+        "created": now(),
+        "command": " ".join(sys.argv),
+    }
+
+
+def describe_source(store) -> dict:
+    from .. import manifest as tm23_manifest
+
+    published = store.archive_md5 == tm23_manifest.ARCHIVE_MD5
+    return {
+        "published": published,
+        "archive_md5": store.archive_md5,
+        "archive_name": store.attrs.get("archive_name"),
+        "provenance": store.attrs.get("provenance"),  # the archive's PROVENANCE.json for self-made archives
+    }
+
+
+def flat_row(data: dict) -> dict:
+    """One flat row: identity, MAE / % error / MAV per quantity, sizes, timings."""
+    row = {
+        "model": data["model"],
+        "element": data["element"],
+        "split": data["split"],
+        # frames actually trained on (FLARE with max_train_frames or max_time may use fewer than the split has)
+        "n_train": data.get("training", {}).get("frames_used", data["n_frames"].get("train")),
+        "n_validation": data["n_frames"].get("validation"),
+        "n_test": data["n_frames"].get("test"),
+    }
+    for q in QUANTITIES:
+        m = data["metrics"].get(q)
+        for key in ("mae", "rmse", "mav", "percent"):
+            row[f"{q}_{key}"] = None if m is None else m[key]
+    row["train_s"] = data["timing"].get("train_s")
+    row["published_data"] = data["data_source"].get("published")
+    row["split_hash"] = data["split_hash"]
+    row["created"] = data["created"]
+    return row
+
+
+def write_result(run_dir: str | os.PathLike, record: dict, predictions: dict[str, np.ndarray]) -> Path:
+    """Write ``predictions.npz``, ``result.csv`` and ``result.json`` (last) into ``run_dir``."""
+    run_dir = Path(run_dir)
+    record["files"] = {**record.get("files", {}), "predictions": PREDICTIONS}
+    atomic_savez(run_dir / PREDICTIONS, **predictions)
+    atomic_write_bytes(run_dir / RESULT_CSV, rows_to_csv([flat_row(record)]).encode())
+    return atomic_write_json(run_dir / RESULT_JSON, record)
+
+
+def rows_to_csv(rows: list[dict]) -> str:
+    buffer = io.StringIO()
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: ("" if v is None else v) for k, v in r.items()})
+    return buffer.getvalue()
+
+
+def load_result(path: str | os.PathLike) -> Result:
+    """A run folder (or its ``result.json``)."""
+    path = Path(path)
+    folder = path.parent if path.name == RESULT_JSON else path
+    file = folder / RESULT_JSON
+    if not file.is_file():
+        raise FileNotFoundError(f"{folder}: no {RESULT_JSON} (not a baseline run folder, or the run did not finish)")
+    data = json.loads(file.read_text())
+    if data.get("schema") != SCHEMA:
+        raise ValueError(f"{file}: schema {data.get('schema')!r}, expected {SCHEMA!r}")
+    return Result(folder, data)
+
+
+def find_results(paths) -> list[Result]:
+    """Every run folder at or under ``paths`` (folders are searched recursively; partial and failed runs,
+    whose folders start with '.' or end in '.failed', are skipped)."""
+    found: dict[Path, Result] = {}
+    for p in map(Path, paths):
+        if not p.exists():
+            raise FileNotFoundError(f"{p}: no such file or folder")
+        if p.is_file() or (p / RESULT_JSON).is_file():
+            files = [p if p.is_file() else p / RESULT_JSON]
+        else:
+            files = [f for f in sorted(p.rglob(RESULT_JSON))
+                     if not any(part.startswith(".") or part.endswith(".failed")
+                                for part in f.parent.relative_to(p).parts)]  # fmt: skip
+        for file in files:
+            found[file.parent.resolve()] = load_result(file)
+    return list(found.values())
+
+
+def prediction_arrays(frames, pred: dict, frame_ids) -> dict[str, np.ndarray]:
+    """The ``predictions.npz`` arrays: predictions and references of the test frames, in order."""
+    out = {
+        "frame_id": np.asarray(frame_ids, dtype=str),
+        "natoms": frames.natoms,
+        "energy": np.asarray(pred["energy"], dtype=np.float64),
+        "forces": np.asarray(pred["forces"], dtype=np.float64),
+        "ref_energy": frames.energy,
+        "ref_forces": frames.forces,
+    }
+    if pred.get("stress") is not None:
+        out["stress"] = np.asarray(pred["stress"], dtype=np.float64)
+        out["ref_stress"] = frames.stress
+    return out
