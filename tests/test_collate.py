@@ -6,13 +6,12 @@ import numpy as np
 import pytest
 import torch
 from ase.calculators.lj import LennardJones
+from conftest import N_TEST, N_TRAIN
 from torch.utils.data import DataLoader
 
 from tm23data import load_tm23
 from tm23data.collate import ArrowFrames, FrameCollator, collate_frames, edge_vectors, torch_loader
 from tm23data.store import load_store
-
-from conftest import N_TEST, N_TRAIN
 
 NATOMS = {"Cu": 31, "Ti": 35, "W": 53}
 

@@ -12,13 +12,12 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 import yaml
+from conftest import N_TEST, N_TRAIN
 
 from tm23data import export as export_module
 from tm23data import load_tm23
 from tm23data.cli import main
 from tm23data.export import export
-
-from conftest import N_TEST, N_TRAIN
 
 
 def _same_frames(atoms_list, reference) -> None:

@@ -10,12 +10,11 @@ import datasets
 import numpy as np
 import pytest
 import torch
+from conftest import N_TEST, N_TRAIN
 
 from tm23data import load_tm23, manifest
 from tm23data.elements import UnknownElementError
 from tm23data.frames import full_3x3_to_voigt
-
-from conftest import N_TEST, N_TRAIN
 
 
 def test_datasetdict_columns_and_values_match_files(cached, synthetic_zip):

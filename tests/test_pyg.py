@@ -13,6 +13,7 @@ import torch
 from ase import Atoms
 from ase.build import bulk
 from ase.neighborlist import neighbor_list
+from conftest import N_TEST, N_TRAIN
 from torch_geometric.data import Batch, Data
 from torch_geometric.loader import DataLoader
 
@@ -20,8 +21,6 @@ from tm23data import load_tm23, neighbors
 from tm23data.neighbors import NeighborList, cache_path, radius_graph_pbc
 from tm23data.pyg import TM23Dataset, edge_vectors
 from tm23data.store import load_store
-
-from conftest import N_TEST, N_TRAIN
 
 
 def _rattled(atoms: Atoms, seed: int, amplitude: float = 0.15) -> Atoms:

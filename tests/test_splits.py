@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import N_TEST, N_TRAIN
 
 from tm23data.archive import write_archive
 from tm23data.fetch import import_archive
 from tm23data.splits import STANDARD_SPLITS, SplitError, carve_validation, get_split, resolve_split
 from tm23data.store import load_store
 from tm23data.testing import synthetic_members
-
-from conftest import N_TEST, N_TRAIN
 
 EXPECTED = {
     "full": (3 * N_TRAIN, 3 * N_TEST),

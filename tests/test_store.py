@@ -11,15 +11,14 @@ import ase.io
 import h5py
 import numpy as np
 import pytest
+from conftest import N_TEST, N_TRAIN
 
 from tm23data import config, manifest
+from tm23data.archive import write_archive
 from tm23data.fetch import OfflineError, import_archive
 from tm23data.frames import full_3x3_to_voigt
 from tm23data.store import STORE_FORMAT_VERSION, StoreError, fingerprint, load_store, store_path
 from tm23data.testing import synthetic_archive, synthetic_members
-from tm23data.archive import write_archive
-
-from conftest import N_TEST, N_TRAIN
 
 
 def test_store_round_trips_every_member_losslessly(cached, synthetic_zip):

@@ -16,6 +16,7 @@ import zlib
 from pathlib import Path, PurePosixPath
 
 from . import elements, manifest
+from .atomic import atomic_path, write_atomic
 from .frames import Frames
 
 #: Largest member accepted (bytes, uncompressed). The largest published member is a few tens of MB.
@@ -110,12 +111,7 @@ class Archive:
             target = (destination / PurePosixPath(name).name).resolve()
             if target.parent != destination:  # defence in depth: names were already checked
                 raise UnsafeArchiveError(f"{self.path}: member {name} would be written outside {destination}")
-            tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-            try:
-                tmp.write_bytes(self.read(name))
-                os.replace(tmp, target)
-            finally:
-                tmp.unlink(missing_ok=True)
+            write_atomic(target, self.read(name))
             paths.append(target)
         return paths
 
@@ -171,26 +167,19 @@ def write_archive(
     """Write a zip with the published member names: ``members[element][kind]`` -> frames.
 
     The file appears atomically; returns its md5 (the value to give as ``TM23_MD5``)."""
-    from .fetch import file_md5
     from .extxyz import format_extxyz
+    from .fetch import file_md5
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            for element, kinds in members.items():
-                elements.get(element)
-                unknown = set(kinds) - set(manifest.KIND_BY_NAME)
-                if unknown:
-                    raise ValueError(f"unknown member kind(s) {sorted(unknown)} for {element}")
-                for kind, frames in kinds.items():
-                    zf.writestr(_zipinfo(manifest.member_name(element, kind)), format_extxyz(frames))
-            if provenance is not None:
-                zf.writestr(_zipinfo(PROVENANCE_NAME), json.dumps(provenance, indent=2, sort_keys=True))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for element, kinds in members.items():
+            elements.get(element)
+            unknown = set(kinds) - set(manifest.KIND_BY_NAME)
+            if unknown:
+                raise ValueError(f"unknown member kind(s) {sorted(unknown)} for {element}")
+            for kind, frames in kinds.items():
+                zf.writestr(_zipinfo(manifest.member_name(element, kind)), format_extxyz(frames))
+        if provenance is not None:
+            zf.writestr(_zipinfo(PROVENANCE_NAME), json.dumps(provenance, indent=2, sort_keys=True))
     return file_md5(path)
 
 

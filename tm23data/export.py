@@ -22,11 +22,12 @@ tensile).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 from pathlib import Path
+
+from .atomic import atomic_path
 
 FORMATS = ("extxyz", "parquet", "hf", "asedb")
 SHARD = "00000-of-00001"
@@ -93,7 +94,7 @@ def export_extxyz(element, split, out, *, validation=None, seed=0, overwrite=Fal
     targets = {name: Path(out) / f"{element}_{split}_{name}.xyz" for name in subsets}
     _refuse_existing(targets.values(), overwrite)
     for name, images in subsets.items():
-        with _atomic(targets[name]) as tmp:
+        with atomic_path(targets[name]) as tmp:
             ase.io.write(tmp, images, format="extxyz")
     return list(targets.values())
 
@@ -103,7 +104,7 @@ def export_parquet(element, split, out, *, validation=None, seed=0, overwrite=Fa
     targets = {name: Path(out) / f"{element}_{split}_{name}.parquet" for name in subsets}
     _refuse_existing(targets.values(), overwrite)
     for name, ds in subsets.items():
-        with _atomic(targets[name]) as tmp:
+        with atomic_path(targets[name]) as tmp:
             _to_parquet(ds, tmp, progress)
     return list(targets.values())
 
@@ -114,7 +115,7 @@ def export_asedb(element, split, out, *, validation=None, seed=0, overwrite=Fals
     subsets = _atoms(element, split, validation, seed, source, progress)
     target = Path(out) / f"{element}_{split}.db"
     _refuse_existing([target], overwrite)
-    with _atomic(target, suffix=".db") as tmp:
+    with atomic_path(target) as tmp:
         db = ase.db.connect(str(tmp), type="db", append=False)
         with db:  # one transaction: thousands of rows in seconds
             for name, images in subsets.items():
@@ -159,12 +160,12 @@ def export_hf(element, split, out, *, validation=None, seed=0, config_name=None,
             if stale not in targets.values():
                 stale.unlink()
         for name, ds in subsets.items():
-            with _atomic(targets[name]) as tmp:
+            with atomic_path(targets[name]) as tmp:
                 _to_parquet(ds, tmp, progress)
         manifest = _split_record(element, split, validation, seed, source, config, subsets)
-        with _atomic(folder / "split_manifest.json") as tmp:
+        with atomic_path(folder / "split_manifest.json") as tmp:
             tmp.write_text(json.dumps(manifest, indent=1))
-        with _atomic(readme) as tmp:
+        with atomic_path(readme) as tmp:
             tmp.write_text(_dataset_card(out, readme, config, subsets))
     return [*targets.values(), folder / "split_manifest.json", readme]
 
@@ -323,19 +324,6 @@ def _refuse_existing(paths, overwrite: bool) -> None:
             f"{existing[0]} already exists{f' (and {len(existing) - 1} more)' if len(existing) > 1 else ''}; "
             "pass --overwrite (overwrite=True) to replace, or export into another folder"
         )
-
-
-@contextlib.contextmanager
-def _atomic(target: Path, suffix: str = ""):
-    """Yield a temporary path next to ``target``; rename it onto ``target`` only if the block succeeds."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp{suffix}")
-    try:
-        yield tmp
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import config, manifest
+from .atomic import atomic_path
 from .config import ArchiveSource
 
 log = logging.getLogger(__name__)
@@ -224,10 +225,6 @@ def import_archive(path: str | os.PathLike, source: ArchiveSource | None = None)
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
         if not target.exists():
-            tmp = target.with_name(target.name + f".import-{os.getpid()}")
-            try:
+            with atomic_path(target) as tmp:
                 shutil.copyfile(path, tmp)
-                os.replace(tmp, target)
-            finally:
-                tmp.unlink(missing_ok=True)
     return target

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, TypeVar
 
 import numpy as np
+
+from .atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -70,17 +71,13 @@ def write_atomically(path: Path, meta: dict):
     and ``meta``, mark the file complete and rename it to ``path``. On failure nothing appears."""
     import h5py
 
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as h5:
             out = ChecksummedFile(h5)
             yield out
             h5.attrs[META_ATTR] = json.dumps(meta, indent=1, ensure_ascii=False)
             h5.attrs[DIGEST_ATTR] = json.dumps(out._digests, sort_keys=True)
             h5.attrs["complete"] = True  # written last
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def open_or_build(path: Path, open_: Callable[[Path], T], build: Callable[[Path], None], invalid: type[Exception]) -> T:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,10 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, config, elements, manifest
-from .archive import Archive, ArchiveError
+from .archive import Archive
 from .config import ArchiveSource
-from .fetch import fetch_archive
 from .extxyz import READER_VERSION, parse_extxyz
+from .fetch import fetch_archive
 from .frames import HASH_VERSION, Frames
 from .h5io import ChecksummedFile, open_or_build, write_atomically
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import config, elements, manifest
+from . import config, elements
 from .archive import Archive
 from .fetch import file_md5
 from .splits import STANDARD_SPLITS, resolve_split
-from .store import CorruptStoreError, REGIME_NAMES, StoreError, fingerprint, load_store, open_store, store_path
+from .store import REGIME_NAMES, CorruptStoreError, StoreError, fingerprint, load_store, open_store, store_path
 
 
 def verify(symbols: list[str] | None = None) -> dict:

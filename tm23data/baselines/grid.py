@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import write_atomic
 from . import results
 from .flare import FlareSettings, FlareSGP, evenly_spaced
 
@@ -96,7 +97,7 @@ def flare_grid(
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        results.atomic_write_bytes(out / "grid.csv", results.rows_to_csv(rows).encode())
+        write_atomic(out / "grid.csv", results.rows_to_csv(rows))
         results.atomic_write_json(out / "grid.json", report)
         plot_grid(rows, out / "grid.png", title=f"FLARE B2 grid, {element} ({split}, {len(train_idx)} train / "
                   f"{len(test_idx)} test frames)")  # fmt: skip

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import write_atomic
 from ..metrics import fit_power_law
 from ..splits import LEARNING_CURVE_SIZES, carve_validation
 from . import results
@@ -99,7 +100,7 @@ def nequip_learning_curve(
     }
     out.mkdir(parents=True, exist_ok=True)
     results.atomic_write_json(out / "learning_curve.json", report)
-    results.atomic_write_bytes(out / "learning_curve.csv", results.rows_to_csv(points).encode())
+    write_atomic(out / "learning_curve.csv", results.rows_to_csv(points))
     plot_learning_curve(report, out / "learning_curve.png")
     return report
 

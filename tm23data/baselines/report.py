@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import elements
+from ..atomic import write_atomic
 from . import results
 
 PAPER_TABLES = {
@@ -169,7 +170,7 @@ def write_report(paths, out: str | os.PathLike, *, plot: bool = True) -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     files = {
-        "csv": results.atomic_write_bytes(out / "report.csv", results.rows_to_csv(rows).encode()),
+        "csv": write_atomic(out / "report.csv", results.rows_to_csv(rows)),
         "json": results.atomic_write_json(out / "report.json", {"rows": rows, "created": results.now()}),
     }
     header, table = summary_table(rows)
@@ -186,5 +187,5 @@ def write_report(paths, out: str | os.PathLike, *, plot: bool = True) -> dict:
     if plot:
         files["plot"] = plot_periodic(rows, out / "periodic_table.png")
         md += ["## Percent errors on the d-block (layout of the paper's Fig. 2)", "", "![](periodic_table.png)", ""]
-    files["md"] = results.atomic_write_bytes(out / "report.md", "\n".join(md).encode())
+    files["md"] = write_atomic(out / "report.md", "\n".join(md))
     return {"rows": rows, "files": {k: str(v) for k, v in files.items()}, "table": format_table(header, table)}

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_path, write_atomic
 from ..metrics import QUANTITIES, UNITS
 
 log = logging.getLogger(__name__)
@@ -65,44 +66,26 @@ def host() -> dict:
 # --- atomic writes -----------------------------------------------------------------------------------
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and an atomic rename."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
 def atomic_write_json(path: str | os.PathLike, obj) -> Path:
-    return atomic_write_bytes(path, (json.dumps(obj, indent=2, default=_json_default) + "\n").encode())
+    return write_atomic(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
 
 
 def atomic_savez(path: str | os.PathLike, **arrays) -> Path:
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
-    return atomic_write_bytes(path, buffer.getvalue())
+    return write_atomic(path, buffer.getvalue())
 
 
 def save_figure(fig, path: str | os.PathLike, dpi: int = 150) -> Path:
     """Save a matplotlib figure atomically (format from the suffix) and close it."""
     import matplotlib.pyplot as plt
 
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
     try:
-        fig.savefig(tmp, dpi=dpi)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi)
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)
-    return path
+    return Path(path)
 
 
 def _json_default(value):
@@ -245,7 +228,7 @@ def write_result(run_dir: str | os.PathLike, record: dict, predictions: dict[str
     run_dir = Path(run_dir)
     record["files"] = {**record.get("files", {}), "predictions": PREDICTIONS}
     atomic_savez(run_dir / PREDICTIONS, **predictions)
-    atomic_write_bytes(run_dir / RESULT_CSV, rows_to_csv([flat_row(record)]).encode())
+    write_atomic(run_dir / RESULT_CSV, rows_to_csv([flat_row(record)]))
     return atomic_write_json(run_dir / RESULT_JSON, record)
 
 

@@ -97,10 +97,10 @@ def write_generated_archive(path: str | os.PathLike, per_element: dict, settings
 
 def write_md5_file(path: str | os.PathLike, md5: str) -> Path:
     """``<archive>.md5`` next to the archive, in ``md5sum`` format (``md5sum -c`` checks it)."""
-    from .vasp import atomic_write
+    from ..atomic import write_atomic
 
     path = Path(path)
-    return atomic_write(path.with_name(path.name + ".md5"), f"{md5}  {path.name}\n")
+    return write_atomic(path.with_name(path.name + ".md5"), f"{md5}  {path.name}\n")
 
 
 def followup_commands(path: str | os.PathLike, md5: str, element: str = "Cu") -> str:

@@ -372,18 +372,18 @@ def cmd_slurm_submit(args) -> int:
 
 
 def _rewrite_scripts(campaign) -> None:
+    from ..atomic import write_atomic
     from .slurm import aimd_script, static_script
-    from .vasp import atomic_write
 
     for el, regime in campaign.pairs():
         if (campaign.aimd_dir(el, regime) / "INCAR").is_file():
-            atomic_write(campaign.aimd_dir(el, regime) / "aimd.sbatch", aimd_script(campaign, el, regime))
+            write_atomic(campaign.aimd_dir(el, regime) / "aimd.sbatch", aimd_script(campaign, el, regime))
         labels = campaign.labels_dir(el, regime)
         if (labels / "poscars").is_dir():
-            atomic_write(labels / "labels.sbatch", static_script(campaign, labels, f"tm23-{el}-{regime}-labels"))
+            write_atomic(labels / "labels.sbatch", static_script(campaign, labels, f"tm23-{el}-{regime}-labels"))
     for folder in sorted((campaign.root / "kpoints").glob("*/*/poscars")):
         el, mesh = folder.parent.parent.name, folder.parent.name
-        atomic_write(
+        write_atomic(
             folder.parent / "static.sbatch", static_script(campaign, folder.parent, f"tm23-{el}-kpoints-{mesh}")
         )
 
@@ -431,10 +431,10 @@ def cmd_kpoints_write(args) -> int:
     import numpy as np
 
     from .. import elements
+    from ..atomic import write_atomic
     from .extract import read_extracted
     from .kpoints import parse_mesh, write_convergence_inputs
     from .slurm import Campaign, static_script
-    from .vasp import atomic_write
 
     campaign = Campaign.open(args.root)
     el = elements.get(args.element).symbol
@@ -450,7 +450,7 @@ def cmd_kpoints_write(args) -> int:
     meshes = [parse_mesh(m) for m in args.meshes.split(",") if m.strip()]
     folders = write_convergence_inputs(campaign.kpoints_dir(el), el, [pool[i] for i in pick], meshes, campaign.settings)
     for folder in folders:
-        atomic_write(folder / "static.sbatch", static_script(campaign, folder, f"tm23-{el}-kpoints-{folder.name}"))
+        write_atomic(folder / "static.sbatch", static_script(campaign, folder, f"tm23-{el}-kpoints-{folder.name}"))
     print(f"{el}: {len(pick)} frames at {len(meshes)} meshes in {campaign.kpoints_dir(el)}")
     print(
         f"Next: tm23 slurm submit {args.root} --stage kpoints --elements {el}; then tm23 kpoints choose {args.root} {el}"
@@ -484,9 +484,9 @@ def cmd_kpoints_choose(args) -> int:
 
 def cmd_rdf(args) -> int:
     from .. import elements
+    from ..atomic import write_atomic
     from ..store import load_store
     from .rdf import plot_rdf, rdf_from_store
-    from .vasp import atomic_write
 
     el = elements.get(args.element).symbol
     store = load_store(el, progress=not args.no_progress)
@@ -494,7 +494,7 @@ def cmd_rdf(args) -> int:
     out = plot_rdf(rdf, args.out or f"{el}_rdf.png")
     print(f"{el}: g(r) of {', '.join(f'{r} ({n} frames)' for r, n in rdf.frames.items())} -> {out}")
     if args.csv:
-        atomic_write(args.csv, rdf.to_csv())
+        write_atomic(args.csv, rdf.to_csv())
         print(f"curves: {args.csv}")
     return 0
 

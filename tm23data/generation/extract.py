@@ -219,13 +219,13 @@ def write_extracted(directory: str | os.PathLike, extracted: Extracted) -> Path:
 
     import ase.io
 
-    from .vasp import atomic_write
+    from ..atomic import write_atomic
 
     directory = Path(directory)
     buf = io.StringIO()
     ase.io.write(buf, extracted.atoms, format="extxyz")
-    atomic_write(directory / "frames.xyz", buf.getvalue())
-    atomic_write(directory / "frames.json", json.dumps(extracted.metadata(), indent=1))
+    write_atomic(directory / "frames.xyz", buf.getvalue())
+    write_atomic(directory / "frames.json", json.dumps(extracted.metadata(), indent=1))
     return directory / "frames.xyz"
 
 

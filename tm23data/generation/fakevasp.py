@@ -354,9 +354,9 @@ def run(directory: str | os.PathLike = ".") -> int:
 
 
 def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    from ..atomic import write_atomic
+
+    write_atomic(path, text)
 
 
 def main(argv=None) -> int:  # pragma: no cover - exercised through the job scripts

@@ -386,9 +386,9 @@ def _load_checkpoint(work: Path, element: str, regime: str, key: str):
 
 
 def _save_checkpoint(work: Path, element: str, regime: str, frames: Frames, meta: dict) -> None:
+    from ..atomic import write_atomic
     from ..extxyz import format_extxyz
-    from .vasp import atomic_write
 
     xyz, meta_path = _checkpoint_paths(work, element, regime)
-    atomic_write(xyz, format_extxyz(frames))
-    atomic_write(meta_path, json.dumps(meta))
+    write_atomic(xyz, format_extxyz(frames))
+    write_atomic(meta_path, json.dumps(meta))

@@ -106,7 +106,7 @@ def plot_rdf(rdf: RDF, path: str | os.PathLike, *, title: str | None = None) -> 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    from .vasp import atomic_write
+    from ..atomic import write_atomic
 
     path = Path(path)
     info = elements.get(rdf.element)
@@ -127,5 +127,5 @@ def plot_rdf(rdf: RDF, path: str | os.PathLike, *, title: str | None = None) -> 
     buf = io.BytesIO()
     fig.savefig(buf, format=path.suffix.lstrip(".") or "png", dpi=150)
     plt.close(fig)
-    atomic_write(path, buf.getvalue())
+    write_atomic(path, buf.getvalue())
     return path

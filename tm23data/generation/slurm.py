@@ -35,8 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import elements
+from ..atomic import write_atomic
 from .settings import Settings
-from .vasp import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ class Campaign:
         self.meta["elements"] = self.elements
         self.meta["settings"] = self.settings.to_dict()
         self.meta["updated_utc"] = _now()
-        atomic_write(self.root / "campaign.json", json.dumps(self.meta, indent=2))
+        write_atomic(self.root / "campaign.json", json.dumps(self.meta, indent=2))
 
     # -- paths -----------------------------------------------------------------------------------
 
@@ -133,7 +133,7 @@ class Campaign:
         from .vasp import format_poscar
 
         atoms = supercell.atoms
-        atomic_write(self.root / "structures" / f"{supercell.element}.vasp",
+        write_atomic(self.root / "structures" / f"{supercell.element}.vasp",
                      format_poscar(atoms.get_chemical_symbols(), atoms.cell.array, atoms.positions,
                                    f"TM23 {supercell.element} supercell with one vacancy"))  # fmt: skip
         self.meta.setdefault("structures", {})[supercell.element] = supercell.to_dict()
@@ -180,7 +180,7 @@ class Campaign:
                             el, regime, folder)  # fmt: skip
                 continue
             write_aimd_inputs(folder, self.structure(el), regime, self.settings)
-            atomic_write(folder / "aimd.sbatch", aimd_script(self, el, regime))
+            write_atomic(folder / "aimd.sbatch", aimd_script(self, el, regime))
             written.append(folder)
         return written
 
@@ -217,7 +217,7 @@ class Campaign:
                 raise CampaignError(f"{rdir / 'frames.xyz'}: {len(frames)} frames, the settings ask for "
                                     f"{self.settings.md.n_frames}; re-extract with --reextract")  # fmt: skip
             summary = write_static_inputs(self.labels_dir(el, regime), el, regime, frames, self.settings)
-            atomic_write(self.labels_dir(el, regime) / "labels.sbatch",
+            write_atomic(self.labels_dir(el, regime) / "labels.sbatch",
                          static_script(self, self.labels_dir(el, regime), f"tm23-{el}-{regime}-labels"))  # fmt: skip
             out.append(summary)
         return out
@@ -260,7 +260,7 @@ class Campaign:
             for folder in sorted(p for p in kroot.glob("*/*") if (p / "poscars").is_dir()):
                 state["static"][str(folder.relative_to(self.root))] = static_state(folder)
         if write:
-            atomic_write(self.root / "state.json", json.dumps(state, indent=1))
+            write_atomic(self.root / "state.json", json.dumps(state, indent=1))
         return state
 
     def read_state(self) -> dict:
@@ -276,7 +276,7 @@ class Campaign:
     def record_submission(self, record: dict) -> None:
         state = self.read_state() or {"version": 1}
         state.setdefault("submissions", []).append(record)
-        atomic_write(self.root / "state.json", json.dumps(state, indent=1))
+        write_atomic(self.root / "state.json", json.dumps(state, indent=1))
 
     # -- collection ------------------------------------------------------------------------------
 
@@ -656,7 +656,7 @@ def submit(campaign: Campaign, stage: str, element_symbols=None, regimes=None, *
             )
             continue
         if p.tasks is not None:
-            atomic_write(p.tasks_file, "".join(" ".join(t) + "\n" for t in p.tasks))
+            write_atomic(p.tasks_file, "".join(" ".join(t) + "\n" for t in p.tasks))
         (campaign.root / "logs").mkdir(parents=True, exist_ok=True)
         try:
             res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
@@ -726,7 +726,7 @@ def collect(campaign: Campaign, archive_path, *, allow_missing: bool = False, wo
                     continue
                 bad[i] = f"{res.status}: {res.message}"
                 if res.status != "missing":  # tell the next submission to run it again
-                    atomic_write(labels / "runs" / i / "STATUS", f"{res.status}: {res.message}\n")
+                    write_atomic(labels / "runs" / i / "STATUS", f"{res.status}: {res.message}\n")
             report[f"{el}/{regime}"] = {"ok": len(ids) - len(bad), "rejected": bad}
             if bad and not allow_missing:
                 continue

@@ -22,23 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import elements
+from ..atomic import write_atomic
 from .settings import Settings, VaspSettings
-
-
-def atomic_write(path: str | os.PathLike, data: str | bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data.encode() if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
-
 
 # --------------------------------------------------------------------------------------------------
 # Formats
@@ -177,10 +162,10 @@ def write_aimd_inputs(directory: str | os.PathLike, supercell, regime: str, sett
                                 f"TM23 {element} supercell {'x'.join(map(str, supercell.repeat))} with one vacancy"),
         **potcar_files(element, settings.vasp),
     }  # fmt: skip
-    written = {name: atomic_write(directory / name, text) for name, text in files.items()}
+    written = {name: write_atomic(directory / name, text) for name, text in files.items()}
     meta = {"element": element, "regime": regime, "temperature_K": temperature, "stage": "aimd",
             "structure": supercell.to_dict(), "nsw": settings.md.total_steps}  # fmt: skip
-    written["inputs.json"] = atomic_write(directory / "inputs.json", json.dumps(meta, indent=2))
+    written["inputs.json"] = write_atomic(directory / "inputs.json", json.dumps(meta, indent=2))
     return written
 
 
@@ -214,7 +199,7 @@ def write_static_inputs(
         **potcar_files(element, settings.vasp),
     }  # fmt: skip
     for name, text in shared.items():
-        atomic_write(directory / name, text)
+        write_atomic(directory / name, text)
     stale = {"POTCAR", "POTCAR.spec"} - set(shared)
     for name in stale:  # a POTCAR.spec left from an earlier run without pymatgen, or the other way round
         (directory / name).unlink(missing_ok=True)
@@ -236,7 +221,7 @@ def write_static_inputs(
     summary = {"element": element, "regime": regime, "stage": "static", "n_frames": n, "kmesh": mesh,
                "kmesh_source": mesh_source, "potcar": settings.vasp.potcar_symbol(element),
                "potcar_file": "POTCAR" if "POTCAR" in shared else "POTCAR.spec"}  # fmt: skip
-    atomic_write(directory / "inputs.json", json.dumps(summary, indent=2))
+    write_atomic(directory / "inputs.json", json.dumps(summary, indent=2))
     return summary
 
 
