@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+from ase.io import read
 
 pytest.importorskip("nequip", reason="nequip is not installed (pip install -e '.[nequip]')")
 
@@ -304,5 +305,8 @@ def test_learning_curve_and_extxyz_path_train_for_real(cached, tmp_path):
     for p in rep["points"]:
         res = results.load_result(p["run"])
         assert res.data["settings"]["data"] == "extxyz" and res.data["training"]["epochs"] == 1
-        assert not list(res.path.glob("*.xyz"))  # exported copies are removed after training
+        # the exported files stay beside config.yaml, which points at them, and hold the run's frames
+        assert sorted(f.name for f in res.path.glob("*.xyz")) == ["test.xyz", "train.xyz", "validation.xyz"]
+        assert res.data["files"]["data_train"] == "train.xyz"
+        assert len(read(res.path / "train.xyz", index=":")) == res.data["n_frames"]["train"]
     assert (tmp_path / "learning_curve.png").is_file()

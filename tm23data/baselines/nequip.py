@@ -516,9 +516,6 @@ def train_nequip(
                               test_frames.stress if pred["stress"] is not None else None,
                               store.regime_names(test_idx), name=f"{element}/{split}/test")  # fmt: skip
         metrics = evaluator.eval(pred)
-        if files:  # the exported copies are only needed by nequip-train
-            for f in files.values():
-                (run.path / f).unlink(missing_ok=True)
         record = results.result_record(
             model="nequip", element=element, split=split, manifest=manifest, store=store,
             settings={**settings.to_dict(), "stress_in_loss": stress, "n_weights": predictor.n_weights},
@@ -528,7 +525,9 @@ def train_nequip(
                     "epoch_s_median": training.to_dict()["epoch_time_s_median"]},
             training=training.to_dict(),
             files={"config": "config.yaml", "checkpoint": "best.ckpt", "log": "train.log", "metrics_csv": "metrics.csv",
-                   "timing": "timing.jsonl"},
+                   "timing": "timing.jsonl",
+                   # the extxyz files config.yaml points at stay, so `nequip-train -cn config.yaml` reruns as is
+                   **{f"data_{subset}": name for subset, name in (files or {}).items()}},
         )  # fmt: skip
         results.write_result(run.path, record, results.prediction_arrays(test_frames, pred, store.frame_id[test_idx]))
         final = run.commit()
