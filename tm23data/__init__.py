@@ -9,6 +9,8 @@ Heavy dependencies (datasets, h5py, torch) are imported on first use, not at ``i
 
 from __future__ import annotations
 
+from .lazy import lazy_getattr
+
 __version__ = "0.1.0"
 
 _LAZY = {
@@ -28,15 +30,7 @@ _LAZY = {
 __all__ = ["__version__", "download", *_LAZY]
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        module, attr = _LAZY[name]
-        value = getattr(importlib.import_module(module), attr)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'tm23data' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())
 
 
 def download(elements=None, *, source=None, progress: bool = True) -> dict:

@@ -13,6 +13,8 @@ Importing this package is cheap: torch, nequip and flare load only when a functi
 
 from __future__ import annotations
 
+from ..lazy import lazy_getattr
+
 _LAZY = {
     "NequIPSettings": ("tm23data.baselines.nequip", "NequIPSettings"),
     "train_nequip": ("tm23data.baselines.nequip", "train_nequip"),
@@ -31,12 +33,4 @@ _LAZY = {
 __all__ = list(_LAZY)
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        module, attr = _LAZY[name]
-        value = getattr(importlib.import_module(module), attr)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'tm23data.baselines' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())

@@ -22,6 +22,8 @@ Command line: ``tm23 structures``, ``tm23 generate``, ``tm23 vasp-inputs``, ``tm
 
 from __future__ import annotations
 
+from ..lazy import lazy_getattr
+
 _LAZY = {
     "Settings": ("tm23data.generation.settings", "Settings"),
     "build_supercell": ("tm23data.generation.structures", "build_supercell"),
@@ -36,12 +38,4 @@ _LAZY = {
 __all__ = list(_LAZY)
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        module, attr = _LAZY[name]
-        value = getattr(importlib.import_module(module), attr)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'tm23data.generation' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())
