@@ -94,6 +94,19 @@ def test_collate_errors_say_what_to_do(cached):
         collate_frames([row])
     with pytest.raises(ValueError, match="cutoff"):
         FrameCollator(cutoff=float("nan"))
+    with pytest.raises(TypeError, match="one row"):
+        collate_frames(load_tm23("Cu", "cold", subset="test", progress=False)[0])
+
+
+def test_ragged_numpy_column_slice_collates_like_rows(cached):
+    """HF's numpy format gives frames of different sizes as object arrays; they batch like a list of rows."""
+    ds = load_tm23(["Cu", "Ti"], "cold", subset="train", format="numpy", progress=False)
+    picks = [0, N_TRAIN]  # a Cu frame (31 atoms) and a Ti frame (35 atoms)
+    sliced = collate_frames(ds[picks])
+    rows = collate_frames([ds[i] for i in picks])
+    assert sliced["natoms"].tolist() == [NATOMS["Cu"], NATOMS["Ti"]]
+    for key in ("positions", "forces", "atomic_numbers", "batch", "energy", "stress", "cell"):
+        assert torch.equal(sliced[key], rows[key]), key
 
 
 def test_graph_collate_gives_ase_lennard_jones_forces_and_stress(cached):

@@ -109,26 +109,39 @@ class TM23Dataset(Dataset):
 
     # --- conveniences ------------------------------------------------------------------------------
 
+    def _runs(self) -> list[tuple[int, np.ndarray]]:
+        """(element block, store frame indices) in dataset order, as runs of one block each; follows PyG's
+        index view, so slices (``ds[2:5]``), ``shuffle()`` and ``index_select`` are honoured."""
+        idx = np.asarray(self.indices(), dtype=np.int64)
+        block = np.searchsorted(self._block_start, idx, side="right") - 1
+        cuts = np.flatnonzero(np.diff(block)) + 1
+        return [
+            (int(block[run[0]]), self.selections[int(block[run[0]])][idx[run] - self._block_start[block[run[0]]]])
+            for run in np.split(np.arange(len(idx)), cuts)
+            if len(run)
+        ] or [(0, self.selections[0][:0])]
+
     @property
     def frame_ids(self) -> list[str]:
         """Frame ids in dataset order (e.g. ``'Ti-cold-0123'``)."""
-        return [str(fid) for store, sel in zip(self.stores, self.selections) for fid in store.frame_id[sel]]
+        return [str(fid) for block, sel in self._runs() for fid in self.stores[block].frame_id[sel]]
 
     def frames(self):
         """The dataset's frames (all elements, dataset order) as one :class:`tm23data.frames.Frames`."""
         from .frames import Frames
 
-        return Frames.concat([store.frames.take(sel) for store, sel in zip(self.stores, self.selections)])
+        return Frames.concat([self.stores[block].frames.take(sel) for block, sel in self._runs()])
 
     def evaluator(self):
         """A :class:`tm23data.metrics.Evaluator` over this dataset's labels (stress only if every frame has it).
 
-        Predictions must follow dataset order (``DataLoader(..., shuffle=False)``).
+        Predictions must follow dataset order (``DataLoader(..., shuffle=False)``; for a ``shuffle()``d or
+        sliced view, that view's order).
         """
         from .metrics import Evaluator
 
         frames = self.frames()
-        regimes = np.concatenate([store.regime_names(sel) for store, sel in zip(self.stores, self.selections)])
+        regimes = np.concatenate([self.stores[block].regime_names(sel) for block, sel in self._runs()])
         stress = frames.stress if bool(frames.has_stress.all()) else None
         name = f"{'+'.join(self.elements)}/{self.split}/{self.subset}"
         return Evaluator(frames.natoms, frames.energy, frames.forces, stress, regimes, name=name)
