@@ -1,8 +1,9 @@
 """A local HTTP server on 127.0.0.1 that serves bytes and misbehaves on purpose, for download tests.
 
 Each request takes the next behaviour from a script (then ``default``):
-``ok``, ``drop`` (send half the body, then close), ``500``, ``404``, ``wrong`` (flip a byte),
-``ignore-range`` (answer 200 with the whole body even when a Range is asked for).
+``ok``, ``drop`` (send half the body, then close), ``500``, ``404``, ``403``, ``wrong`` (flip a byte),
+``ignore-range`` (answer 200 with the whole body even when a Range is asked for), ``wrong-range`` (answer
+a Range request with 206 and the bytes from 0), ``redirect-loop`` (302 to the same URL, forever).
 Range and If-Range are honoured as a real server does; every request is logged.
 """
 
@@ -68,7 +69,14 @@ class ArchiveServer:
             self.log.append(Request(h.path, h.headers.get("Range"), h.headers.get("If-Range"), behaviour, status))
 
     def _serve(self, h: http.server.BaseHTTPRequestHandler, behaviour: str) -> int:
-        if behaviour in ("500", "404"):
+        if behaviour == "redirect-loop":
+            self._record(h, behaviour, 302)
+            h.send_response(302)
+            h.send_header("Location", h.path)
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+            return 302
+        if behaviour in ("500", "404", "403"):
             self._record(h, behaviour, int(behaviour))
             h.send_response(int(behaviour))
             h.send_header("Content-Length", "0")
@@ -90,6 +98,8 @@ class ArchiveServer:
                 h.end_headers()
                 return 416
             status = 206
+            if behaviour == "wrong-range":
+                start = 0
         else:
             status = 200
         body = data[start:]

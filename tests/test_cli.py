@@ -82,6 +82,8 @@ def test_splits_and_stats(capsys, cached):
     code, out, _ = run(capsys, "splits", "Ti", "--split", "cold_to_melt", "--validation", "0.1", "--json", "-")
     manifest_json = json.loads(out)[0]
     assert manifest_json["split"] == "cold_to_melt" and manifest_json["subsets"]["validation"]["size"] == 1
+    code, _, err = run(capsys, "splits", "Ti", "--validation", "1.5")
+    assert code != 0 and "--validation must be a fraction between 0 and 1" in err
     code, out, _ = run(capsys, "stats", "Cu", "W")
     assert code == 0 and "Cu:" in out and "W:" in out and "melt" in out
     code, out, _ = run(capsys, "stats", "Cu", "--json")
@@ -99,6 +101,14 @@ def test_verify_reports_overlap_and_repairs(capsys, cached):
     assert code == 0 and "was damaged" in out and "rebuilt" in out
     code, out, _ = run(capsys, "verify", "Cu", "--json")
     assert json.loads(out)["elements"]["Cu"]["store_status"] == "ok"
+
+
+def test_verify_leaves_files_being_written_alone(capsys, cached):
+    tmp = store_path("Cu").parent / ".Cu.99999.1.tmp.h5"  # another process building a store
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    tmp.write_bytes(b"half")
+    code, out, _ = run(capsys, "verify", "--json")
+    assert code == 0 and ".Cu" not in json.loads(out)["elements"] and tmp.read_bytes() == b"half"
 
 
 def test_verify_flags_a_corrupt_archive(capsys, cached):

@@ -112,11 +112,29 @@ VARIANTS = {
 }
 
 
+# The same atoms in ASE's fixed-width layout, which the fast (fixed-width) path takes.
+FIXED_ATOMS = ["Cu   0.00000000   0.00000000   0.00000000   0.10000000  -0.20000000   0.30000000",
+               "Cu   2.00000000   2.00000000   0.00000000  -0.10000000   0.20000000  -0.30000000"]  # fmt: skip
+
+
+def _two_frames(header: str, fixed_width: bool) -> str:
+    """Two frames with different energies and stresses (so values cannot leak between frames)."""
+    atoms = FIXED_ATOMS if fixed_width else ATOMS
+    if "Properties" not in header:  # species and positions only
+        atoms = [" ".join(a.split()[:4]) for a in atoms] if not fixed_width else [a[:41] for a in atoms]
+        atoms[1] += "" if fixed_width else "5"  # "2.0 2.0 0.05": lines of different widths
+    second = header.replace("-10.5", "-11.25").replace('stress="0.1', 'stress="0.7')
+    return frame(header, atoms) + frame(second, atoms)
+
+
+@pytest.mark.parametrize("layout", ["variable width", "fixed width"])
 @pytest.mark.parametrize("name", VARIANTS)
-def test_header_variants_equal_ase(name):
-    header = VARIANTS[name]
-    atoms = ATOMS if "Properties" in header else [" ".join(a.split()[:4]) for a in ATOMS]
-    text = frame(header, atoms) * 2
+def test_header_variants_equal_ase(name, layout):
+    from tm23data.extxyz import _FixedWidthParser
+
+    text = _two_frames(VARIANTS[name], fixed_width=layout == "fixed width")
+    fast_result = _FixedWidthParser(text.encode()).parse()
+    assert (fast_result is None) == (layout == "variable width"), "the intended parsing path was not taken"
     got = parse_extxyz(text.encode(), name)
     assert_same_frames(got, parse_extxyz(text.encode(), name, fast=False))
     assert_equals_ase(text, got)
@@ -147,10 +165,13 @@ def test_mixed_species_fixed_width():
 
 def test_voigt_6_stress_is_accepted():
     # ASE's own reader refuses a 6-value stress; we read it as Voigt (xx yy zz yz xz xy).
-    text = frame(HEADER + ' stress="1 2 3 4 5 6"') * 2
-    for fast in (True, False):
-        got = parse_extxyz(text.encode(), fast=fast)
-        assert np.array_equal(got.stress[0], [[1, 6, 5], [6, 2, 4], [5, 4, 3]])
+    from tm23data.extxyz import _FixedWidthParser
+
+    for atoms in (ATOMS, FIXED_ATOMS):  # the general path, then the fixed-width one
+        text = frame(HEADER + ' stress="1 2 3 4 5 6"', atoms) * 2
+        assert (_FixedWidthParser(text.encode()).parse() is None) == (atoms is ATOMS)
+        got = parse_extxyz(text.encode())
+        assert np.array_equal(got.stress, [[[1, 6, 5], [6, 2, 4], [5, 4, 3]]] * 2)
 
 
 def test_crlf_line_endings():
@@ -175,6 +196,16 @@ MALFORMED = {
     "no positions": (frame(HEADER.replace("pos:R:3", "p:R:3")), 2, "no pos:R:3"),
     "blank line inside": (frame() + "\n" + frame(), 5, "blank line"),
 }
+
+
+def test_fast_path_never_moves_header_numbers_between_frames():
+    """6 + 12 stress numbers in two frames add up to 2 x 9: the fast path must not split them evenly."""
+    text = frame(HEADER + ' stress="1 2 3 4 5 6"', FIXED_ATOMS) + frame(
+        HEADER + ' stress="' + " ".join(str(k) for k in range(100, 112)) + '"', FIXED_ATOMS
+    )
+    with pytest.raises(ExtxyzError, match="stress must have 9 or 6") as err:
+        parse_extxyz(text.encode(), "W.xyz")
+    assert err.value.line == 6
 
 
 @pytest.mark.parametrize("name", MALFORMED)

@@ -99,6 +99,42 @@ def test_mirrors_in_order_404_falls_through(tm23_home, payload):
         good.close()
 
 
+def test_access_denied_is_final_for_that_mirror(tm23_home, payload):
+    data, md5 = payload
+    denied, good = ArchiveServer(data, default="403"), ArchiveServer(data)
+    try:
+        path = fetch_archive(source_for([denied.url(), good.url()], md5), progress=False, retry=FAST)
+        assert path.read_bytes() == data and [r.status for r in denied.log] == [403]
+    finally:
+        denied.close()
+        good.close()
+
+
+def test_redirect_loop_and_unsupported_scheme_fall_through_to_the_next_mirror(tm23_home, payload):
+    data, md5 = payload
+    looping, good = ArchiveServer(data, default="redirect-loop"), ArchiveServer(data)
+    try:
+        urls = ["ftp://127.0.0.1/tm23.zip", looping.url(), good.url()]
+        path = fetch_archive(source_for(urls, md5), progress=False, retry=FAST)
+        assert path.read_bytes() == data and len(good.body_requests()) == 1
+        assert len(looping.log) > 1  # requests followed the redirects, gave up, and the next mirror was tried
+    finally:
+        looping.close()
+        good.close()
+    only_bad = source_for(["ftp://127.0.0.1/tm23.zip"], md5)
+    path.unlink()  # fetch again, from the unusable mirror alone
+    with pytest.raises(DownloadError, match="ftp://127.0.0.1/tm23.zip: InvalidSchema"):
+        fetch_archive(only_bad, progress=False, retry=FAST)
+
+
+def test_a_range_answer_starting_elsewhere_is_not_appended(tm23_home, server, payload):
+    data, md5 = payload
+    server.script = ["drop", "wrong-range"]
+    path = fetch_archive(source_for([server.url()], md5), progress=False, retry=FAST)
+    assert path.read_bytes() == data
+    assert [r.status for r in server.log] == [200, 206, 200] and server.log[2].range is None
+
+
 def test_checksum_mismatch_names_both_digests_and_serves_nothing(tm23_home, server, payload):
     data, md5 = payload
     server.default = "wrong"
@@ -185,6 +221,21 @@ def test_import_verifies_then_copies(tm23_home, synthetic_zip, tmp_path):
     assert not (tm23_home / "archives" / manifest.ARCHIVE_MD5).exists() or not any(
         (tm23_home / "archives" / manifest.ARCHIVE_MD5).glob("*.zip")
     )
+
+
+def test_import_under_any_name_is_found_again_offline(tm23_home, synthetic_zip, tmp_path, monkeypatch):
+    """A self-built archive known only by TM23_MD5: imported from a file not named *.zip, and with a
+    leftover temporary file of an interrupted import beside it, the imported copy is the one used."""
+    path, md5 = synthetic_zip
+    odd = tmp_path / "TM23 download (1)"
+    odd.write_bytes(path.read_bytes())
+    monkeypatch.setenv("TM23_MD5", md5)
+    monkeypatch.delenv("TM23_URL", raising=False)
+    target = import_archive(odd)
+    assert target.name == config.CUSTOM_ARCHIVE_NAME
+    (target.parent / ".aaa.123.456.tmp.zip").write_bytes(b"partial")  # sorts before every real name
+    monkeypatch.setenv("TM23_OFFLINE", "1")
+    assert fetch_archive(progress=False) == target
 
 
 def test_home_defaults_to_user_cache(monkeypatch):

@@ -150,6 +150,28 @@ def test_member_without_forces_is_refused(tm23_home, tmp_path, monkeypatch):
         load_store("Cu", progress=False)
 
 
+def test_frame_without_atoms_is_refused_with_its_member(tm23_home, tmp_path, monkeypatch):
+    import zipfile
+
+    from tm23data.fetch import file_md5
+
+    good = tmp_path / "good.zip"
+    write_archive(good, {"Cu": synthetic_members("Cu", 2, 1)})
+    member = "benchmarking_master_collection/Cu_cold_nequip_test.xyz"
+    bad = tmp_path / "empty_frame.zip"
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(bad, "w") as dst:
+        for name in src.namelist():
+            data = src.read(name)
+            if name == member:  # a frame whose count line says 0 atoms
+                data += b'0\nLattice="7 0 0 0 7 0 0 0 7" Properties=species:S:1:pos:R:3:forces:R:3 energy=0.0\n'
+            dst.writestr(name, data)
+    monkeypatch.setenv("TM23_MD5", file_md5(bad))
+    import_archive(bad)
+    with pytest.raises(StoreError, match="Cu_cold_nequip_test.xyz: frame 1 has no atoms"):
+        load_store("Cu", progress=False)
+    assert not store_path("Cu").exists()
+
+
 def test_store_size_close_to_raw_arrays(cached):
     store = load_store("W", progress=False)
     fr = store.frames

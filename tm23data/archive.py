@@ -79,9 +79,6 @@ class Archive:
             )
         return names
 
-    def member_info(self, name: str) -> zipfile.ZipInfo:
-        return self._infos[name]
-
     def read(self, name: str) -> bytes:
         """Bytes of member ``name``, with its declared size bounded and its CRC checked."""
         if name not in self._infos:

@@ -13,6 +13,7 @@ import sys
 import numpy as np
 
 from . import __version__, elements, manifest
+from .atomic import write_atomic
 
 #: Modules that add subcommands; each has ``register(subparsers)`` and imports nothing heavy at import time.
 EXTENSIONS = ("tm23data.export", "tm23data.generation.cli", "tm23data.baselines.cli")
@@ -231,9 +232,11 @@ def _print_verify(report: dict) -> None:
 
 
 def cmd_splits(args) -> int:
-    from .splits import STANDARD_SPLITS, get_split, resolve_split
+    from .splits import STANDARD_SPLITS, SplitError, get_split, resolve_split
     from .store import load_store
 
+    if args.validation is not None and not 0 < args.validation < 1:
+        raise SplitError(f"--validation must be a fraction between 0 and 1 (paper: 0.1), got {args.validation}")
     store = load_store(elements.get(args.element).symbol)
     names = args.split or list(STANDARD_SPLITS)
     rows, manifests = [], []
@@ -252,8 +255,7 @@ def cmd_splits(args) -> int:
         return 0
     _print_table(rows, ["split", "train", "validation", "test", "hash"])
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(manifests, fh, indent=2)
+        write_atomic(args.json, json.dumps(manifests, indent=2))
         print(f"\nmanifests written to {args.json}")
     return 0
 

@@ -17,6 +17,10 @@ from urllib.parse import unquote, urlparse
 
 from . import manifest
 
+#: File name of an archive known only by its md5 (TM23_MD5 without TM23_URL) and imported under a name that
+#: is not a plain ``*.zip`` name.
+CUSTOM_ARCHIVE_NAME = "archive.zip"
+
 
 def home() -> Path:
     """Cache root: ``$TM23_HOME`` or the platform's user cache directory."""
@@ -71,8 +75,8 @@ class ArchiveSource:
 
 def archive_source(md5: str | None = None, urls: str | list[str] | tuple[str, ...] | None = None) -> ArchiveSource:
     """The archive meant by the arguments, else by ``TM23_URL``/``TM23_MD5``, else the published one."""
-    md5 = md5 or os.environ.get("TM23_MD5") or manifest.ARCHIVE_MD5
-    md5 = check_md5(md5, "TM23_MD5" if os.environ.get("TM23_MD5") else "md5")
+    what = "md5" if md5 else "TM23_MD5" if os.environ.get("TM23_MD5") else "md5"
+    md5 = check_md5(md5 or os.environ.get("TM23_MD5") or manifest.ARCHIVE_MD5, what)
     if urls is None:
         urls = os.environ.get("TM23_URL") or ()
     if isinstance(urls, str):
@@ -81,7 +85,7 @@ def archive_source(md5: str | None = None, urls: str | list[str] | tuple[str, ..
     if not urls:
         if md5 != manifest.ARCHIVE_MD5:
             # A custom archive without a URL can still be used once imported (tm23 import).
-            return ArchiveSource(urls=(), md5=md5, filename=_existing_name(md5) or "archive.zip")
+            return ArchiveSource(urls=(), md5=md5, filename=_existing_name(md5) or CUSTOM_ARCHIVE_NAME)
         return ArchiveSource(urls=manifest.ARCHIVE_URLS, md5=md5, filename=manifest.ARCHIVE_NAME)
     return ArchiveSource(urls=urls, md5=md5, filename=_filename_from_url(urls[0]))
 
@@ -94,9 +98,10 @@ def _filename_from_url(url: str) -> str:
 
 
 def _existing_name(md5: str) -> str | None:
+    """The name under which an archive with this md5 was imported (temporary files start with '.')."""
     folder = home() / "archives" / md5
     if folder.is_dir():
-        zips = sorted(p.name for p in folder.glob("*.zip"))
+        zips = sorted(p.name for p in folder.glob("*.zip") if not p.name.startswith("."))
         if zips:
             return zips[0]
     return None

@@ -438,16 +438,12 @@ def _header_numbers(captured: list[bytes], raw_values: list[tuple], n_frames: in
         raws = [v[k] for v in raw_values]
         unique = dict.fromkeys(raws)
         if len(unique) * 4 < len(raws):  # e.g. the same Lattice in every NVT frame: parse each text once
-            parsed = {raw: _floats(raw) for raw in unique}
-            sizes = {len(v) for v in parsed.values()}
-            if len(sizes) != 1:
-                raise _NotUniform
-            values = np.stack([parsed[raw] for raw in raws]).ravel()
+            row = {raw: i for i, raw in enumerate(unique)}
+            values = _float_rows(list(unique))[[row[raw] for raw in raws]]
         else:
-            values = _floats(b" ".join(raws))
-        per = len(values) // n_frames
-        if per * n_frames != len(values):
-            raise _NotUniform
+            values = _float_rows(raws)
+        per = values.shape[1]
+        values = values.ravel()
         if key in (b"energy", b"free_energy") and per == 1:
             out[key] = values
         elif key == b"Lattice" and per == 9:
@@ -461,13 +457,18 @@ def _header_numbers(captured: list[bytes], raw_values: list[tuple], n_frames: in
     return out
 
 
-def _floats(text: bytes) -> np.ndarray:
-    """Whitespace/comma separated numbers, parsed by Arrow (fast_float: correctly rounded, like float())."""
+def _float_rows(texts: list[bytes]) -> np.ndarray:
+    """The whitespace/comma separated numbers of each text as one row, parsed by Arrow (fast_float: correctly
+    rounded, like float()). Texts holding different counts are not uniform: the general parser then says
+    which line is wrong."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    tokens = pc.utf8_split_whitespace(pa.array([text.replace(b",", b" ").decode("ascii")])).flatten()
-    return pc.cast(tokens, pa.float64()).to_numpy(zero_copy_only=False)
+    lists = pc.utf8_split_whitespace(pa.array([t.replace(b",", b" ").decode("ascii") for t in texts]))
+    counts = pc.list_value_length(lists).to_numpy(zero_copy_only=False)
+    if not len(counts) or (counts != counts[0]).any():
+        raise _NotUniform
+    return pc.cast(lists.flatten(), pa.float64()).to_numpy(zero_copy_only=False).reshape(len(counts), -1)
 
 
 def _transpose_blocks(data: bytes, block_starts: list[int], natoms: np.ndarray, line_len: int) -> np.ndarray:
@@ -506,7 +507,7 @@ def _parse_atom_columns(columns: np.ndarray, cols: _Columns):
         else:
             values[j] = _fixed_point_field(columns, prev_end, stop, first[start:stop], separated=j > 0)
         prev_end = stop
-    numbers = _species_to_numbers(*species)
+    numbers = _species_to_numbers(species)
     positions = np.stack([values[cols.pos + c] for c in range(3)], axis=1)
     forces = None
     if cols.forces is not None:
@@ -529,10 +530,10 @@ def _string_field(columns: np.ndarray, begin: int, token_start: int, stop: int):
         if np.any(blank & ~is_blank):  # once blank, always blank: one contiguous token
             raise _NotUniform
         blank |= is_blank
-    return columns[token_start:stop], None
+    return columns[token_start:stop]
 
 
-def _species_to_numbers(field: np.ndarray, _unused=None) -> np.ndarray:
+def _species_to_numbers(field: np.ndarray) -> np.ndarray:
     n_atoms = field.shape[1]
     if all(np.all(row == row[0]) for row in field):
         return np.full(n_atoms, _atomic_number(bytes(field[:, 0]).decode().strip()), dtype=np.int64)

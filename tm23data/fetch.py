@@ -11,13 +11,14 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import config, manifest
-from .atomic import atomic_path
+from .atomic import atomic_path, fsync_file
 from .config import ArchiveSource
 
 log = logging.getLogger(__name__)
@@ -135,9 +136,14 @@ def _download(url: str, target: Path, md5: str, *, progress: bool, retry: RetryP
                         raise DownloadError(f"HTTP {resp.status_code} (not found)")
                     if resp.status_code == 416 and offset:  # nothing left to send: the part is complete
                         break
+                    if resp.status_code in (401, 403):
+                        raise DownloadError(f"HTTP {resp.status_code} (access denied; check the URL or mirror)")
                     if resp.status_code >= 400:
                         raise _Retryable(f"HTTP {resp.status_code}")
-                    append = resp.status_code == 206 and _range_start(resp) == offset
+                    if resp.status_code == 206 and _range_start(resp) != offset:
+                        part.unlink(missing_ok=True)  # the server sent another range: start over
+                        raise _Retryable(f"asked for bytes from {offset}, got {resp.headers.get('Content-Range')}")
+                    append = resp.status_code == 206
                     if not append:
                         offset = 0
                     validator = resp.headers.get("ETag") or resp.headers.get("Last-Modified")
@@ -164,9 +170,14 @@ def _download(url: str, target: Path, md5: str, *, progress: bool, retry: RetryP
                 if attempt >= retry.attempts or failures >= retry.attempts * 10:
                     raise DownloadError(f"gave up after {failures} failed requests: {err}") from None
                 wait = retry.delay(attempt - 1)
-                log.warning("download of %s interrupted (%s); retry %d/%d in %.1fs", url, err, attempt,
-                            retry.attempts - 1, wait)
+                if progressed:
+                    log.warning("download of %s interrupted (%s); resuming in %.1fs", url, err, wait)
+                else:
+                    log.warning("download of %s failed (%s); retry %d/%d in %.1fs", url, err, attempt,
+                                retry.attempts - 1, wait)
                 time.sleep(wait)
+            except requests.RequestException as err:  # a bad URL, redirect loop, ...: try the next mirror
+                raise DownloadError(f"{type(err).__name__}: {err}") from None
     finally:
         if bar is not None:
             bar.close()
@@ -176,6 +187,7 @@ def _download(url: str, target: Path, md5: str, *, progress: bool, retry: RetryP
         part.unlink(missing_ok=True)
         meta.unlink(missing_ok=True)
         raise ChecksumError(f"download from {url}", md5, actual)
+    fsync_file(part)  # an archive that is present counts as verified: it must be on disk whole
     os.replace(part, target)
     meta.unlink(missing_ok=True)
 
@@ -221,10 +233,16 @@ def import_archive(path: str | os.PathLike, source: ArchiveSource | None = None)
     actual = file_md5(path)
     if actual != source.md5:
         raise ChecksumError(f"{path}", source.md5, actual)
-    target = source.archive_dir() / (path.name if source.filename == "archive.zip" else source.filename)
+    name = source.filename
+    if name == config.CUSTOM_ARCHIVE_NAME and re.fullmatch(r"[\w+-][\w.+-]*\.zip", path.name):
+        name = path.name  # a self-built archive keeps its own (safe, .zip) name
+    target = source.archive_dir() / name
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
         if not target.exists():
             with atomic_path(target) as tmp:
                 shutil.copyfile(path, tmp)
+                copied = file_md5(tmp)
+                if copied != source.md5:  # the file changed while it was being copied
+                    raise ChecksumError(f"copy of {path}", source.md5, copied)
     return target

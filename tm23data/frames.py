@@ -71,13 +71,6 @@ class Frames:
                        z((0, 3, 3)), z((0, 3), bool))
         return cls(**{f.name: np.concatenate([getattr(b, f.name) for b in blocks]) for f in fields(cls)})
 
-    def slice(self, start: int, stop: int) -> Frames:
-        """Frames ``start:stop`` as views (no copy)."""
-        off = self.offsets
-        a, b = off[start], off[stop]
-        per_frame = {n: getattr(self, n)[start:stop] for n in ("natoms", "energy", "free_energy", "stress", "cell", "pbc")}
-        return Frames(**per_frame, numbers=self.numbers[a:b], positions=self.positions[a:b], forces=self.forces[a:b])
-
     def take(self, indices) -> Frames:
         """The frames at ``indices`` (any order, repeats allowed)."""
         indices = np.asarray(indices, dtype=np.int64)

@@ -20,8 +20,6 @@ from .store import Store
 
 SUBSETS = ("train", "validation", "test")
 LEARNING_CURVE_SIZES = (100, 300, 500, 700, 900)
-#: Fraction of the training set the paper held out for NequIP validation.
-PAPER_VALIDATION_FRACTION = 0.1
 
 
 class SplitError(ValueError):

@@ -196,6 +196,10 @@ def _check_frames(frames: Frames, element: str, member: str) -> None:
     z = elements.get(element).Z
     if len(frames) == 0:
         raise StoreError(f"{member}: no frames; the member is empty")
+    empty = np.flatnonzero(frames.natoms == 0)
+    if len(empty):
+        raise StoreError(f"{member}: frame {int(empty[0])} has no atoms (its first line says 0); the file is "
+                         "damaged or not a TM23 member")  # fmt: skip
     off = frames.offsets
     wrong = np.flatnonzero(frames.numbers != z)
     if len(wrong):

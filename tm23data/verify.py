@@ -30,7 +30,9 @@ def verify(symbols: list[str] | None = None) -> dict:
                 report["archive"]["provenance"] = archive.provenance()
     else:
         report["archive"]["note"] = f"{archive_path} is absent; only cached stores are checked"
-    cached = sorted(p.stem for p in source.store_dir().glob("*.h5")) if source.store_dir().is_dir() else []
+    # stores are named <El>.h5; anything else there (a temporary file being written) is not ours to judge
+    known = set(elements.symbols())
+    cached = sorted(p.stem for p in source.store_dir().glob("*.h5") if p.stem in known)
     chosen = elements.resolve(symbols) if symbols else sorted(set(in_archive) | set(cached))
     archive_ok = bool(in_archive)
     for el in chosen:
