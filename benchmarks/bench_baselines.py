@@ -31,6 +31,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from tm23data.atomic import write_atomic
+
 
 def setup_data(args, tmp: Path) -> str:
     """Import the archive (given or synthetic) into a private cache; returns its md5."""
@@ -206,7 +208,7 @@ def main() -> int:
         result.update(archive_md5=md5, wall_s=time.perf_counter() - t, versions=versions(), host=host())
     text = json.dumps(result, indent=2)
     if args.json:
-        Path(args.json).write_text(text + "\n")
+        write_atomic(args.json, text + "\n")
     print(text)
     return 0
 

@@ -98,6 +98,10 @@ def test_settings_are_validated():
         NequIPSettings(data="lmdb")
     with pytest.raises(ValueError, match="validation"):
         NequIPSettings(validation=0)
+    with pytest.raises(ValueError, match="min_lr"):
+        NequIPSettings(learning_rate=1e-5, min_lr=1e-5)
+    with pytest.raises(ValueError, match="lr_factor"):
+        NequIPSettings(lr_factor=1.0)
     with pytest.raises(ValueError, match="unknown NequIP settings"):
         NequIPSettings.from_dict({"lmax": 2})
     assert max_time_string(90061) == "01:01:01:01" and max_time_string("00:01:00:00") == "00:01:00:00"
@@ -310,3 +314,36 @@ def test_learning_curve_and_extxyz_path_train_for_real(cached, tmp_path):
         assert res.data["files"]["data_train"] == "train.xyz"
         assert len(read(res.path / "train.xyz", index=":")) == res.data["n_frames"]["train"]
     assert (tmp_path / "learning_curve.png").is_file()
+
+
+def test_learning_curve_reuses_a_finished_run_only_with_the_same_settings(cached, tmp_path, monkeypatch):
+    """Resuming a curve in the same folder with other settings trains again; every point reports the
+    settings of the run that made it."""
+    from tm23data.baselines import learning_curve
+    from tm23data.metrics import Evaluator
+
+    trained = []
+
+    def fake_train(element, split, settings, *, out, name, **kw):  # labels as predictions: a real result file
+        trained.append((split, settings.num_features))
+        store = load_store(element, progress=False)
+        man = resolve_split(store, split, validation=settings.validation, seed=settings.seed)
+        test = store.frames.take(man.subsets["test"])
+        pred = {"energy": test.energy * 1.01, "forces": test.forces * 1.1, "stress": test.stress}
+        metrics = Evaluator(test.natoms, test.energy, test.forces, test.stress).eval(pred)
+        with results.RunDir(out, name, overwrite=True) as run:
+            record = results.result_record(model="nequip", element=element, split=split, manifest=man, store=store,
+                                           settings=settings.to_dict(), metrics=metrics, timing={}, training={},
+                                           files={})  # fmt: skip
+            results.write_result(run.path, record, results.prediction_arrays(test, pred, store.frame_id[man.subsets["test"]]))
+            path = run.commit()
+        return results.load_result(path)
+
+    monkeypatch.setattr(learning_curve, "train_nequip", fake_train)
+    kwargs = dict(sizes=(4, 8), l_maxes=(1,), out=tmp_path)
+    learning_curve.nequip_learning_curve("Cu", features=None, settings=NequIPSettings(num_features=32), **kwargs)
+    learning_curve.nequip_learning_curve("Cu", features=None, settings=NequIPSettings(num_features=32), **kwargs)
+    assert trained == [("melt_4", 32), ("melt_8", 32)], "identical settings: the finished runs are reused"
+    report = learning_curve.nequip_learning_curve("Cu", features="paper", **kwargs)
+    assert trained[2:] == [("melt_4", 4), ("melt_8", 4)]
+    assert [p["num_features"] for p in report["points"]] == [4, 4]

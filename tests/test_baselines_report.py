@@ -107,6 +107,7 @@ def test_learning_curve_fits_the_power_law(cached, tmp_path, monkeypatch):
         path = fake_run(out, "nequip", element, split, name=name)
         res = results.load_result(path)
         res.data["metrics"]["forces"]["mae"] = 2.0 * n**b
+        res.data["settings"] = settings.to_dict()  # what a real run records; reuse is judged by it
         results.atomic_write_json(path / "result.json", res.data)
         return results.load_result(path)
 

@@ -69,7 +69,8 @@ def test_segments_in_three_formats_give_the_protocol_frames(tmp_path):
     segs = find_segments(tmp_path)
     assert [p.name for p in segs] == ["seg000", "seg001", "seg002", "seg010"]
     out = extract_frames(segs[:3], MD)
-    assert out.steps.tolist() == [4, 6, 8, 10] and out.times_fs.tolist() == [20, 30, 40, 50]
+    # step 1 is the starting structure (t = 0): step k is at (k - 1) x 5 fs
+    assert out.steps.tolist() == [4, 6, 8, 10] and out.times_fs.tolist() == [15, 25, 35, 45]
     assert [_step_of(a, traj) for a in out.atoms] == [4, 6, 8, 10]
     assert out.n_steps_available == 11 and any("1 MD steps beyond" in n for n in out.notes)
     assert [s.split("/")[-2] for s in out.sources] == ["seg000", "seg001", "seg002", "seg002"]

@@ -27,7 +27,8 @@ def test_protocol_numbers():
     steps = md.sample_steps()
     assert len(steps) == 1000 and steps[0] == 1010 and steps[-1] == 11000  # first 5 ps dropped, every 50 fs
     assert np.all(np.diff(steps) == 10)
-    assert md.thermostat_time_fs == 200  # Nosé mass of 40 steps -> ASE tdamp
+    assert md.thermostat_period_fs == 200  # Nosé mass of 40 steps (VASP SMASS = 0)
+    assert md.thermostat_time_fs == pytest.approx(200 / (np.pi * np.sqrt(2)))  # ASE tdamp ≈ 45.0 fs
     assert (md.n_train, md.n_test) == (900, 100)
     small = MDSettings(n_frames=50)
     assert (small.n_train, small.n_test) == (45, 5)

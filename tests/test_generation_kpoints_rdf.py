@@ -104,6 +104,13 @@ def test_rdf_matches_ase_and_physics():
         a.positions = rng.uniform(0, 10.8, (len(a), 3))
     r, g = rdf_of_frames(Frames.from_atoms(gas), range(20), r_max=12.0, n_bins=24)
     assert np.mean(g[12:]) == pytest.approx(1.0, abs=0.03)
+    # few atoms, r far beyond the cell: an atom's own images must not count (they gave g = N / (N - 1) = 1.33)
+    from ase import Atoms
+
+    small = [Atoms("Cu4", positions=rng.uniform(0, 5.0, (4, 3)), cell=[5.0] * 3, pbc=True) for _ in range(300)]
+    r, g = rdf_of_frames(Frames.from_atoms(small), range(300), r_max=12.0, n_bins=12)
+    assert np.mean(g[:5]) == pytest.approx(1.0, abs=0.05)  # r < 5 Å: no self-images
+    assert np.mean(g[5:]) == pytest.approx(1.0, abs=0.03)  # 5-12 Å: up to 3 cells away
     # counts are symmetric and cover every periodic image
     counts = pair_histogram(atoms.positions, atoms.cell.array, 3.0, 30)
     assert counts.sum() == len(atoms) * 12  # 12 nearest neighbours each within 3 Å

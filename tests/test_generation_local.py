@@ -32,7 +32,8 @@ def test_generate_cu_with_emt_is_loadable(tmp_path, tm23_home, monkeypatch, caps
         prov = json.loads(zf.read("benchmarking_master_collection/PROVENANCE.json"))
     assert len([n for n in names if n.endswith(".xyz")]) == 8
     assert prov["calculator"] == "emt" and prov["published_tm23"] is False and "NOT the published" in prov["what"]
-    assert prov["md"]["tdamp_fs"] == 200 and prov["md"]["tchain"] == 1
+    assert prov["md"]["tdamp_fs"] == pytest.approx(45.016, abs=1e-3) and prov["md"]["tchain"] == 1
+    assert prov["md"]["thermostat_period_fs"] == 200
     assert prov["elements"]["Cu"]["structure"]["natoms"] == 31
     assert prov["elements"]["Cu"]["regimes"]["melt"]["temperature_K"] == pytest.approx(1.25 * 1358)
     assert prov["settings"]["md"]["n_frames"] == 12 and "ase" in prov["versions"]
@@ -63,14 +64,16 @@ def test_generate_cu_with_emt_is_loadable(tmp_path, tm23_home, monkeypatch, caps
     assert stats["cold"]["mav"]["forces"] < stats["warm"]["mav"]["forces"] < stats["melt"]["mav"]["forces"]
 
     # a second run resumes from the work folder (no MD) and gives the same frames
+    member = "benchmarking_master_collection/Cu_melt_nequip_train.xyz"
+    with zipfile.ZipFile(archive) as zf:
+        first = zf.read(member)
+    archive.unlink()  # the second run must write it again, from the work folder
     capsys.readouterr()
     assert main(["generate", "Cu", "--calculator", "emt", *FAST, str(out), "--no-progress"]) == 0
     assert "reused from the work folder" in capsys.readouterr().out
     with zipfile.ZipFile(archive) as zf:
-        again = zf.read("benchmarking_master_collection/Cu_melt_nequip_train.xyz")
-    assert again == zipfile.ZipFile(tmp_path / "out" / "tm23_Cu_emt_12frames.zip").read(
-        "benchmarking_master_collection/Cu_melt_nequip_train.xyz"
-    )
+        again = zf.read(member)
+    assert again == first
 
 
 def test_md_protocol_and_seeds():
@@ -144,3 +147,56 @@ def test_generate_in_the_cell_of_an_archive(synthetic_zip, tmp_path, capsys):
         header = zf.read("benchmarking_master_collection/Cu_cold_nequip_train.xyz").decode().splitlines()[1]
     assert prov["elements"]["Cu"]["structure"]["lattice_source"] == "cell read from TM23 frames"
     assert 'Lattice="7.22 0.0 0.0 0.0 7.22 0.0 0.0 0.0 7.22"' in header
+
+
+def test_thermostat_period_is_40_steps(monkeypatch):
+    """VASP's SMASS = 0 makes the temperature oscillate with a period of 40 time steps; the tdamp that run_md
+    gives ASE must do the same (tdamp = 200 fs was 4.4x too slow: ~178 steps)."""
+    from ase import Atoms, units
+    from ase.calculators.calculator import Calculator, all_changes
+    from ase.calculators.emt import EMT
+    from ase.md import nose_hoover_chain
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+
+    used = {}
+
+    class Spy(nose_hoover_chain.NoseHooverChainNVT):
+        def __init__(self, *args, **kwargs):
+            used.update(kwargs)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(nose_hoover_chain, "NoseHooverChainNVT", Spy)
+    settings = Settings().override({"md.n_frames": 2, "md.equilibration_fs": 0, "md.interval_fs": 5})
+    run_md(build_supercell("Cu"), "cold", EMT(), settings, progress=False)
+    assert used["tchain"] == 1 and used["timestep"] == pytest.approx(5 * units.fs)
+
+    class Free(Calculator):  # ideal gas: the temperature oscillation is the thermostat's alone
+        implemented_properties = ("energy", "forces", "stress")
+
+        def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+            super().calculate(atoms, properties, system_changes)
+            self.results = {"energy": 0.0, "forces": np.zeros((len(self.atoms), 3)), "stress": np.zeros(6)}
+
+    target = 1000.0
+    gas = Atoms("Cu31", positions=np.random.default_rng(1).uniform(0, 7.2, (31, 3)), cell=[7.2] * 3, pbc=True)
+    gas.calc = Free()
+    MaxwellBoltzmannDistribution(gas, temperature_K=1.1 * target, rng=np.random.default_rng(0), force_temp=True)
+    Stationary(gas)
+    dyn = nose_hoover_chain.NoseHooverChainNVT(gas, timestep=used["timestep"], temperature_K=target,
+                                               tdamp=used["tdamp"], tchain=1)  # fmt: skip
+    dev = []
+    for _ in range(400):
+        dyn.run(1)
+        dev.append(gas.get_temperature() - target)
+    dev = np.array(dev)
+    up = np.flatnonzero((dev[:-1] < 0) & (dev[1:] >= 0))  # upward zero crossings, one per period
+    assert len(up) >= 5
+    assert np.diff(up).mean() == pytest.approx(40, abs=2)  # time steps
+    # work folders made with another tdamp (the old 200 fs mapping) are not reused
+    from tm23data.generation import local
+    from tm23data.generation import settings as settings_module
+
+    info = local.CalculatorInfo("emt", "EMT", "test")
+    key = local._checkpoint_key("Cu", "cold", build_supercell("Cu"), info, Settings())
+    monkeypatch.setattr(settings_module, "nose_hoover_tdamp_fs", lambda period_fs: period_fs)
+    assert local._checkpoint_key("Cu", "cold", build_supercell("Cu"), info, Settings()) != key

@@ -225,3 +225,123 @@ def test_campaign_structure_follows_the_rule_until_the_aimd_starts(tmp_path, fak
         main(["vasp-inputs", str(root), "Cu", "--stage", "aimd", "--structure", str(root / "structures" / "Cu.vasp")])
         == 1
     )
+
+
+def _count_configs_bash(xdatcar: Path) -> int:
+    """The job script's own ``count_configs`` function, run on one file."""
+    from tm23data.generation.slurm import _AIMD_BODY
+
+    body = _AIMD_BODY[_AIMD_BODY.index("count_configs() {") : _AIMD_BODY.index("count_steps() {")]
+    res = subprocess.run(["bash", "-c", body + 'count_configs "$1"', "bash", str(xdatcar)], capture_output=True,
+                         text=True, check=True)  # fmt: skip
+    return int(res.stdout)
+
+
+def test_half_written_xdatcar_configuration_is_not_a_step(tmp_path, fakebin):
+    """A hard kill can stop VASP at a line end inside a configuration: it must not count as an MD step, or the
+    next segment runs one step short and the AIMD is called done with 7 of 8 steps."""
+    from tm23data.generation.slurm import _count_configurations
+    from tm23data.generation.vaspout import read_xdatcar
+
+    root = tmp_path / "camp"
+    paw = _potcars(tmp_path)
+    assert main(["vasp-inputs", str(root), "Cu", "--stage", "aimd", "--regimes", "cold", *SMALL,
+                 "--set", f"slurm.vasp_command_aimd={FAKE_VASP}", "--set", f"slurm.potcar_dir={paw}"]) == 0  # fmt: skip
+    script = root / "Cu" / "cold" / "aimd" / "aimd.sbatch"
+    res = _run(script, env={"TM23_FAKE_VASP_MAX_STEPS": "5"})
+    assert "partial: 5 of 8 steps" in res.stdout, res.stdout + res.stderr
+    xdatcar = root / "Cu" / "cold" / "aimd" / "seg000" / "XDATCAR"
+    full = xdatcar.read_text()
+    lines = full.splitlines(keepends=True)
+    natoms = sum(int(x) for x in lines[6].split())
+    assert natoms == 31 and _count_configurations(xdatcar) == _count_configs_bash(xdatcar) == 5
+    block = lines[-(natoms + 1) :]  # header + coordinates of configuration 5
+    header6 = block[0].replace("5", "6")
+    cases = {  # text appended after the 5 complete configurations -> complete configurations
+        "header only": (header6, 5),
+        "header and 10 lines, cut at a line end": (header6 + "".join(block[1:11]), 5),
+        "cut inside a line": (header6 + "".join(block[1:11]) + block[11][:15], 5),
+        "all lines but the last newline": (header6 + "".join(block[1:]).rstrip("\n"), 5),
+        "complete": (header6 + "".join(block[1:]), 6),
+    }
+    for name, (extra, expected) in cases.items():
+        xdatcar.write_text(full + extra)
+        assert _count_configurations(xdatcar) == expected, name
+        assert _count_configs_bash(xdatcar) == expected, name
+        assert len(read_xdatcar(xdatcar, allow_truncated=True).steps) == expected, name  # the same rule
+    # the line-aligned kill: the resubmission runs the 3 missing steps, and the AIMD ends with all 8
+    xdatcar.write_text(full + cases["header and 10 lines, cut at a line end"][0])
+    assert Campaign.open(root).aimd_state("Cu", "cold")["steps_done"] == 5
+    res = _run(script)
+    assert "3 of 8 steps to go" in res.stdout and "tm23: done" in res.stdout, res.stdout + res.stderr
+    assert Campaign.open(root).aimd_state("Cu", "cold")["steps_done"] == 8
+    seg1 = root / "Cu" / "cold" / "aimd" / "seg001" / "XDATCAR"
+    assert _count_configurations(seg1) == _count_configs_bash(seg1) == 3
+
+
+def _run_label_tasks(root: Path) -> list[str]:
+    """Run every planned label array task in place of SLURM; returns the scripts' output."""
+    from tm23data.generation.slurm import plan
+
+    out = []
+    for p in plan(Campaign.open(root), "labels", active_jobs=set()):
+        tasks = p.script.parent / "tasks" / "t.txt"
+        tasks.parent.mkdir(exist_ok=True)
+        tasks.write_text("".join(" ".join(t) + "\n" for t in p.tasks))
+        for k in range(len(p.tasks)):
+            res = _run(p.script, tasks, env={"SLURM_ARRAY_TASK_ID": str(k)})
+            assert res.returncode == 0, res.stdout + res.stderr
+            out.append(res.stdout)
+    return out
+
+
+def test_labels_from_old_static_inputs_are_redone(tmp_path, fakebin, capsys):
+    """After the static INCAR/KPOINTS change (e.g. `tm23 kpoints choose --apply`), labels made with the old
+    ones are not done any more: they are planned again, and collect refuses them until they are redone."""
+    from tm23data.generation.slurm import plan
+    from tm23data.generation.vasp import static_inputs_hash
+
+    root = tmp_path / "camp"
+    paw = _potcars(tmp_path)
+    assert main(["vasp-inputs", str(root), "Cu", "--stage", "aimd", *SMALL, "--set", f"slurm.vasp_command={FAKE_VASP}",
+                 "--set", f"slurm.vasp_command_aimd={FAKE_VASP}", "--set", f"slurm.potcar_dir={paw}"]) == 0  # fmt: skip
+    for regime in elements.REGIMES:
+        assert _run(root / "Cu" / regime / "aimd" / "aimd.sbatch").returncode == 0
+    assert main(["vasp-inputs", str(root), "--stage", "labels"]) == 0
+    _run_label_tasks(root)
+    labels = root / "Cu" / "cold" / "labels"
+    # the job script records the same hash as Python computes: nothing left to plan
+    assert (labels / "runs" / "0000" / "INPUTS.sha256").read_text().strip() == static_inputs_hash(labels)
+    assert plan(Campaign.open(root), "labels", active_jobs=set()) == []
+    assert main(["collect", str(root), str(tmp_path / "old.zip"), "--no-progress"]) == 0
+    # new static settings, label inputs rewritten: every frame is stale
+    assert main(["vasp-inputs", str(root), "--stage", "labels", "--set", "vasp.kpoints.Cu=4x4x4",
+                 "--set", "vasp.incar_static.ENCUT=600"]) == 0  # fmt: skip
+    state = Campaign.open(root).refresh_state()["static"]["Cu/cold/labels"]
+    assert (state["n_done"], state["n_stale"], state["n_missing"]) == (0, 3, 3)
+    planned = plan(Campaign.open(root), "labels", active_jobs=set())
+    assert sum(p.n_frames for p in planned) == 9
+    capsys.readouterr()
+    assert main(["slurm", "status", str(root)]) == 0
+    assert "3 frame(s) labelled with other INCAR/KPOINTS/POTCAR" in capsys.readouterr().out
+    assert main(["collect", str(root), str(tmp_path / "new.zip"), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "9 frame(s) have no valid label" in err and "labelled with other static inputs" in err
+    assert not (tmp_path / "new.zip").exists()
+    assert (labels / "runs" / "0000" / "STATUS").read_text() == "done\n"  # collect leaves the marker alone
+    # the job script itself will not skip a stale "done" run either
+    task = labels / "tasks" / "one.txt"
+    task.parent.mkdir(exist_ok=True)
+    task.write_text("0000\n")
+    res = _run(labels / "labels.sbatch", task, env={"SLURM_ARRAY_TASK_ID": "0"})
+    assert "0000 was labelled with other INCAR/KPOINTS/POTCAR; running it again" in res.stdout, res.stdout
+    assert "4 4 4" in (labels / "runs" / "0000" / "KPOINTS").read_text()
+    assert "ENCUT = 600" in (labels / "runs" / "0000" / "INCAR").read_text()
+    # redo the rest; then the archive is made, and says which inputs its labels came from
+    outputs = _run_label_tasks(root)
+    assert len(outputs) == 3 and "tm23: 0000" not in outputs[0]  # cold 0000 is current now: not planned
+    assert main(["collect", str(root), str(tmp_path / "new.zip"), "--no-progress"]) == 0
+    with zipfile.ZipFile(tmp_path / "new.zip") as zf:
+        prov = json.loads(zf.read("benchmarking_master_collection/PROVENANCE.json"))
+    assert prov["settings"]["vasp"]["incar_static"]["ENCUT"] == 600
+    assert prov["elements"]["Cu"]["regimes"]["cold"]["static_inputs_sha256"] == static_inputs_hash(labels)

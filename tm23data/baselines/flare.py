@@ -172,6 +172,17 @@ def _flush_c_stdio() -> None:
         pass
 
 
+def most_uncertain_atoms(sgp, struc, k: int) -> np.ndarray:
+    """Indices of the ``k`` atoms of ``struc`` whose environments have the largest predictive variance.
+
+    FLARE returns the variances grouped by species (all atoms of type 0, then type 1, ...), not in atom
+    order; map them back before picking atoms."""
+    variances = np.asarray(sgp.compute_cluster_uncertainties(struc)[0])
+    codes = np.asarray(struc.species)
+    order = np.concatenate([np.flatnonzero(codes == t) for t in np.unique(codes)])
+    return order[np.argsort(-variances, kind="stable")[:k]]
+
+
 def optimisation_schedule(n_frames: int, start: int, factor: float) -> set[int]:
     """Frame counts after which the hyperparameters are optimised: start, start*factor, ..., and n_frames."""
     points, k = set(), float(start)
@@ -263,7 +274,10 @@ class FlareSGP:
         s = self.settings
         sigma_f = s.sigma_f
         if sigma_f == "auto":
-            sigma_f = AUTO_SIGMA_F_FRACTION * float(np.mean(np.abs(frames.forces)))
+            finite = np.isfinite(frames.forces)
+            if not finite.any():
+                raise ValueError("sigma_f='auto' needs force labels, and these frames have none; pass sigma_f")
+            sigma_f = AUTO_SIGMA_F_FRACTION * float(np.mean(np.abs(frames.forces[finite])))
         return np.array([s.sigma, s.sigma_e * self.reference_natoms, float(sigma_f), s.sigma_s])
 
     @property
@@ -285,12 +299,21 @@ class FlareSGP:
         s = self.settings
         if len(frames) == 0:
             raise ValueError("no training frames")
+        if s.train_forces:  # mir-flare crashes (segfault) on a frame added without its forces
+            incomplete = np.add.reduceat((~np.isfinite(frames.forces)).any(axis=1), frames.offsets[:-1]) > 0
+            if incomplete.any():
+                raise ValueError(f"training frame {int(np.flatnonzero(incomplete)[0])} lacks force labels; drop "
+                                 "such frames or set train_forces=False")  # fmt: skip
         if self.reference_natoms is None:
             self.reference_natoms = int(np.median(frames.natoms))
         if s.energy_reference == "mean" and not self.energy_reference:
             if len(self.species) != 1:
                 raise NotImplementedError("energy_reference='mean' needs a single species; pass energy_reference")
-            self.energy_reference = {self.species[0]: float(np.sum(frames.energy) / np.sum(frames.natoms))}
+            labelled = np.isfinite(frames.energy)  # frames without an energy label are trained on forces only
+            if not labelled.any():
+                raise ValueError("energy_reference='mean' needs at least one frame with an energy label")
+            per_atom = np.sum(frames.energy[labelled]) / np.sum(frames.natoms[labelled])
+            self.energy_reference = {self.species[0]: float(per_atom)}
         given = self._given_hyperparameters
         self.initial_hyperparameters_used = given.copy() if given is not None else self.initial_hyperparameters(frames)
         self.sgp = self._new_sgp(self.initial_hyperparameters_used)
@@ -306,8 +329,7 @@ class FlareSGP:
             if self.sgp.n_sparse == 0:
                 chosen = np.sort(rng.choice(n, size=k, replace=False))
             else:
-                variances = np.asarray(self.sgp.compute_cluster_uncertainties(struc)[0])
-                chosen = np.sort(np.argsort(-variances, kind="stable")[:k])
+                chosen = np.sort(most_uncertain_atoms(self.sgp, struc, k))
             self.sgp.add_training_structure(struc, [-1], frames.natoms[i] / self.reference_natoms, 1.0, 1.0)
             self.sgp.add_specific_environments(struc, [int(c) for c in chosen])
             self.sgp.update_matrices_QR()
@@ -361,6 +383,7 @@ class FlareSGP:
             sgp.set_hyperparameters(best["x"])
             sgp.compute_likelihood_gradient_stable(True)
         return {
+            "initial_hyperparameters": np.asarray(x0, dtype=float).tolist(),
             "hyperparameters": best["x"].tolist(),
             "log_likelihood": -float(best["f"]),
             "initial_log_likelihood": -float(initial),

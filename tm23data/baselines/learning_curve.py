@@ -10,6 +10,8 @@ interrupted curve continues where it stopped.
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 import os
 from dataclasses import replace
@@ -17,11 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import config
 from ..atomic import write_atomic
 from ..metrics import fit_power_law
 from ..splits import LEARNING_CURVE_SIZES, carve_validation
 from . import results
 from .nequip import NequIPSettings, train_nequip
+
+log = logging.getLogger(__name__)
 
 PAPER_FEATURES = {0: 2, 1: 4, 2: 8, 3: 16, 4: 32, 5: 64}
 PAPER_L_MAX = (0, 1, 2, 3)
@@ -35,6 +40,22 @@ def _features(features, l_max: int, default: int) -> int:
     if isinstance(features, dict):
         return int(features[l_max])
     return int(features)
+
+
+def _finished_run(path: Path, settings: NequIPSettings, source):
+    """The finished run at ``path`` if it was trained with exactly ``settings`` on the same archive, else None
+    (it is then trained again: a point of the curve must be what its settings say)."""
+    if not (path / results.RESULT_JSON).is_file():
+        return None
+    res = results.load_result(path)
+    wanted = json.loads(json.dumps(settings.to_dict()))
+    differs = sorted(k for k, v in wanted.items() if res.data["settings"].get(k) != v)
+    md5 = (source or config.archive_source()).md5
+    if differs or res.data["data_source"]["archive_md5"] != md5:
+        log.info("retraining %s: %s", path.name, f"settings differ ({', '.join(differs)})" if differs
+                 else "trained on another archive")  # fmt: skip
+        return None
+    return res
 
 
 def nequip_learning_curve(
@@ -69,13 +90,13 @@ def nequip_learning_curve(
                 n_fit = len(carve_validation(np.arange(n), s.validation, s.seed)[0])
                 s = replace(s, max_epochs=max(1, math.ceil(steps * s.batch_size / n_fit)))
             name = f"nequip_{element}_{split}_lmax{l_max}"
-            if resume and (runs / name / results.RESULT_JSON).is_file():
-                res = results.load_result(runs / name)
-            else:
+            res = _finished_run(runs / name, s, source) if resume else None
+            if res is None:
                 res = train_nequip(element, split, s, out=runs, name=name, overwrite=True, source=source, echo=echo)
             m = res.metrics
             points.append({"l_max": int(l_max), "n_train": int(n), "n_fit": res.data["n_frames"]["train"],
-                           "num_features": s.num_features, "n_weights": res.data["settings"].get("n_weights"),
+                           "num_features": res.data["settings"].get("num_features", s.num_features),
+                           "n_weights": res.data["settings"].get("n_weights"),
                            "forces_mae": m["forces"]["mae"], "forces_percent": m["forces"]["percent"],
                            "energy_per_atom_mae": m["energy_per_atom"]["mae"],
                            "epoch_s_median": res.data["timing"].get("epoch_s_median"),

@@ -102,6 +102,11 @@ class NequIPSettings:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.l_max < 0 or self.num_layers < 1 or self.num_features < 1 or self.batch_size < 1:
             raise ValueError("l_max >= 0, num_layers >= 1, num_features >= 1 and batch_size >= 1 are required")
+        if not self.min_lr < self.learning_rate:  # else the stop rule ends training after the first epoch
+            raise ValueError(f"min_lr ({self.min_lr}) must be below learning_rate ({self.learning_rate})")
+        if not 0 < self.lr_factor < 1 or self.lr_patience < 0:
+            raise ValueError(f"lr_factor must be in (0, 1) and lr_patience >= 0 (paper: 0.2, 100), got "
+                             f"{self.lr_factor}, {self.lr_patience}")  # fmt: skip
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -452,11 +457,20 @@ def run_nequip_train(run_dir: Path, *, archive_md5: str, log_name: str = "train.
     with open(run_dir / log_name, "wb") as logfile:
         proc = subprocess.Popen(cmd, cwd=run_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         assert proc.stdout is not None
-        for line in proc.stdout:
-            logfile.write(line)
-            if echo:
-                sys.stdout.write(line.decode(errors="replace"))
-        rc = proc.wait()
+        try:
+            for line in proc.stdout:
+                logfile.write(line)
+                if echo:
+                    sys.stdout.write(line.decode(errors="replace"))
+            rc = proc.wait()
+        finally:  # an interrupt or error here must not leave nequip-train writing into a failed run folder
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
     elapsed = time.perf_counter() - start
     if rc != 0:
         tail = (run_dir / log_name).read_text(errors="replace").splitlines()[-30:]

@@ -40,8 +40,8 @@ def paper_table(name: str) -> list[dict]:
 
 
 def gather(paths) -> list[dict]:
-    """Flat rows (see :func:`.results.flat_row`) of every result under ``paths``, sorted by model, element
-    (periodic-table order) and split; extra columns for model size and time."""
+    """Flat rows (see :func:`.results.flat_row`) of every result under ``paths``, sorted by model, split and
+    element (periodic-table order); extra columns for model size and time."""
     order = {e.symbol: k for k, e in enumerate(elements.all_elements())}
     rows = []
     for res in results.find_results(paths):

@@ -62,8 +62,9 @@ def base_provenance(pipeline: str, settings: Settings, *, what: str, labels: dic
             "interval_fs": settings.md.interval_fs,
             "frames_per_regime": settings.md.n_frames,
             "duration_fs": settings.md.duration_fs,
-            "thermostat": f"Nosé-Hoover NVT, Nosé mass of {settings.md.nose_mass_steps} time steps "
-            f"(time constant {settings.md.thermostat_time_fs:g} fs)",
+            "thermostat": f"Nosé-Hoover NVT, Nosé mass giving a temperature-oscillation period of "
+            f"{settings.md.nose_mass_steps} time steps ({settings.md.thermostat_period_fs:g} fs; VASP SMASS = 0; "
+            f"ASE tdamp {settings.md.thermostat_time_fs:.2f} fs in local runs)",
             "temperatures": "0.25, 0.75, 1.25 x experimental T_melt (tm23data.elements)",
         },
         "units": "positions/cell: Å; energy: eV; forces: eV/Å; stress: eV/Å³ (ASE sign: positive = tensile)",

@@ -409,6 +409,9 @@ def cmd_slurm_status(args) -> int:
             print(f"  {folder} frame {i}: {why}")
         if st["n_failed"] > 5:
             print(f"  {folder}: ... {st['n_failed'] - 5} more failed")
+        if st.get("n_stale"):
+            print(f"  {folder}: {st['n_stale']} frame(s) labelled with other INCAR/KPOINTS/POTCAR than the current "
+                  f"ones ({st['stale']}), counted as missing; `tm23 slurm submit` runs them again")
     return 0
 
 

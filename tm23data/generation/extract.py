@@ -2,11 +2,12 @@
 
 A trajectory may be one run or several segments, each restarted from the previous one's CONTCAR (what the
 SLURM job does when a run hits its time limit). Segments are joined in order; MD step k (1-based, over the
-whole trajectory) is at time k x POTIM. The kept frames are the steps ``equilibration + j x stride`` for
-j = 1 ... n_frames (steps 1010, 1020, ..., 11000 with the paper's numbers: t = 5.05 ... 55.00 ps).
+whole trajectory) is at time (k - 1) x POTIM, since step 1 is the starting structure (t = 0) in VASP's
+output. The kept frames are the steps ``equilibration + j x stride`` for j = 1 ... n_frames (steps 1010,
+1020, ..., 11000 with the paper's numbers: t = 5.045 ... 54.995 ps).
 
-Each segment is read from (``source="auto"``): vasprun.xml when it is complete, else XDATCAR, else
-vasprun.xml or OUTCAR; output cut short is an error naming the file and line unless ``allow_truncated``.
+Each segment is read from (``source="auto"``): vasprun.xml when it is complete, else XDATCAR, else the
+cut-short vasprun.xml, else OUTCAR; output cut short is an error naming the file and line unless ``allow_truncated``.
 If a segment starts where the previous one ended (restarted from the last XDATCAR configuration instead
 of CONTCAR), the repeated configuration is dropped and said so.
 """
@@ -201,7 +202,7 @@ def extract_frames(
         notes.append(f"{step - needed[-1]} MD steps beyond step {needed[-1]} were not used")
     for note in notes:
         log.info(note)
-    return Extracted(atoms, needed, needed * md.timestep_fs, sources, step, notes)
+    return Extracted(atoms, needed, (needed - 1) * md.timestep_fs, sources, step, notes)  # step 1 is t = 0
 
 
 def _same(pos_a, pos_b, cell, tol: float) -> bool:

@@ -335,9 +335,12 @@ def run(directory: str | os.PathLike = ".") -> int:
     dt = float(incar.get("POTIM", 1.0))
     atoms.calc = calc
     MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=np.random.default_rng(0))
-    dyn = NoseHooverChainNVT(
-        atoms, timestep=dt * units.fs, temperature_K=temperature, tdamp=40 * dt * units.fs, tchain=1
-    )
+    from .settings import nose_hoover_tdamp_fs
+
+    # SMASS = 0: temperature oscillates with a period of 40 time steps
+    tdamp_fs = nose_hoover_tdamp_fs(40 * dt)
+    dyn = NoseHooverChainNVT(atoms, timestep=dt * units.fs, temperature_K=temperature, tdamp=tdamp_fs * units.fs,
+                             tchain=1)  # fmt: skip
     images = []
     for step in range(min(nsw, max_steps)):
         if step:

@@ -113,6 +113,7 @@ def read_convergence_dir(root: str | os.PathLike) -> tuple[list[MeshResults], li
     """Results from ``root/<mesh>/runs/<id>/`` (the layout :func:`write_convergence_inputs` makes): one
     :class:`MeshResults` per mesh folder, over the frames converged at every mesh; problems are listed."""
     from .labels import parse_static
+    from .vasp import stale_inputs, static_inputs_hash
 
     root = Path(root)
     meshes = sorted((p for p in root.iterdir() if p.is_dir() and _MESH_RE.match(p.name)), key=lambda p: p.name)
@@ -124,7 +125,12 @@ def read_convergence_dir(root: str | os.PathLike) -> tuple[list[MeshResults], li
         mesh = parse_mesh(folder.name)
         parsed[mesh] = {}
         runs = folder / "runs"
+        inputs = static_inputs_hash(folder)
         for run in sorted(runs.iterdir()) if runs.is_dir() else []:
+            stale = stale_inputs(run, inputs)  # run with an older INCAR (e.g. ENCUT) than the mesh folder's
+            if stale:
+                problems.append(stale)
+                continue
             result = parse_static(run)
             if result.ok:
                 parsed[mesh][run.name] = result.atoms

@@ -9,8 +9,9 @@ VASP pipeline; only the physics differs, and the archive's provenance says which
 - ``auto``: CHGNet when installed, else EMT where it applies.
 
 MD: ``ase.md.nose_hoover_chain.NoseHooverChainNVT`` with one thermostat (``md.thermostat_chain = 1``, plain
-Nosé-Hoover as VASP's MDALGO = 2) and time constant ``tdamp`` = 40 time steps x 5 fs = 200 fs, which is what
-VASP's SMASS = 0 ("a Nosé mass corresponding to a period of 40 time steps") means. Velocities start from a
+Nosé-Hoover as VASP's MDALGO = 2). VASP's SMASS = 0 means "a Nosé mass corresponding to a period of 40 time
+steps" (200 fs); ASE's thermostat mass Q = N_f kT tdamp² oscillates with period π√2 tdamp, so ``tdamp`` =
+200 fs / (π√2) ≈ 45.0 fs (:func:`~tm23data.generation.settings.nose_hoover_tdamp_fs`). Velocities start from a
 seeded Maxwell-Boltzmann distribution at the target temperature. Step 1 is the starting structure, as in
 VASP, so frames are taken at the same step numbers as from an AIMD (1010, 1020, ..., 11000 at full size).
 
@@ -342,7 +343,8 @@ def generate_local(
     provenance["md"] = {
         "integrator": "ase.md.nose_hoover_chain.NoseHooverChainNVT",
         "tchain": settings.md.thermostat_chain,
-        "tdamp_fs": settings.md.thermostat_time_fs,
+        "tdamp_fs": round(settings.md.thermostat_time_fs, 4),
+        "thermostat_period_fs": settings.md.thermostat_period_fs,
         "timestep_fs": settings.md.timestep_fs,
         "initial_velocities": "Maxwell-Boltzmann at the target temperature (seeded), zero total momentum",
     }
@@ -355,6 +357,7 @@ def generate_local(
 def _checkpoint_key(element, regime, supercell: Supercell, info: CalculatorInfo, settings: Settings) -> str:
     payload = json.dumps({
         "element": element, "regime": regime, "md": settings.to_dict()["md"], "seed": settings.structure.seed,
+        "tdamp_fs": settings.md.thermostat_time_fs,  # the SMASS -> tdamp mapping changed once: redo old runs
         "cell": np.round(supercell.atoms.cell.array, 8).tolist(),
         "positions": hashlib.sha256(np.round(supercell.atoms.positions, 8).tobytes()).hexdigest(),
         "calculator": info.to_dict(),

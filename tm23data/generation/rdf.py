@@ -8,8 +8,11 @@ cell both agree, which the tests check):
     g(r) = V / (N (N - 1)) * n(r) / (4 pi r^2 dr)
 
 with n(r) the number of ordered pairs (i != j, any image) at distances in [r, r + dr), averaged over frames.
-At large r, g -> 1; the first peak of an fcc crystal sits at a / sqrt(2). (ASE's ``get_rdf`` divides by N^2
-instead of N (N - 1), i.e. its curves are lower by (N - 1) / N, 1-3 % for TM23 cells.)
+An atom's own periodic images are never counted: with them, beyond the shortest image distance (>= 7 Å in
+TM23 cells) there would be N^2 pairs per unit density instead of N (N - 1), and an ideal gas would reach
+g = N / (N - 1) there instead of 1. So an ideal gas has g = 1 at every r; the first peak of an fcc crystal
+sits at a / sqrt(2). (ASE's ``get_rdf`` divides by N^2 instead of N (N - 1), i.e. its curves are lower by
+(N - 1) / N, 1-3 % for TM23 cells.)
 """
 
 from __future__ import annotations
@@ -48,14 +51,16 @@ def _shifts(cell: np.ndarray, r_max: float) -> np.ndarray:
 
 
 def pair_histogram(positions: np.ndarray, cell: np.ndarray, r_max: float, n_bins: int) -> np.ndarray:
-    """Counts of ordered pairs (i != j, any periodic image) per distance bin in [0, r_max)."""
+    """Counts of ordered pairs (i != j, any periodic image of j) per distance bin in [0, r_max); an atom and
+    its own images are not a pair (see the module docstring)."""
     frac = np.linalg.solve(cell.T, positions.T).T
     pos = (frac - np.floor(frac)) @ cell  # wrapped, so the translation grid covers every image within r_max
-    diff = pos[None, :, :] - pos[:, None, :]  # (N, N, 3)
+    n = len(pos)
+    diff = (pos[None, :, :] - pos[:, None, :])[~np.eye(n, dtype=bool)]  # (N (N - 1), 3), i != j
     counts = np.zeros(n_bins, dtype=np.int64)
     for shift in _shifts(cell, r_max):
-        d = np.sqrt(((diff + shift) ** 2).sum(-1)).ravel()
-        d = d[(d < r_max) & (d > 1e-8)]
+        d = np.sqrt(((diff + shift) ** 2).sum(-1))
+        d = d[d < r_max]
         counts += np.bincount((d * (n_bins / r_max)).astype(np.int64), minlength=n_bins)[:n_bins]
     return counts
 

@@ -76,6 +76,17 @@ INCAR_STATIC: dict[str, object] = {
 }
 
 
+def nose_hoover_tdamp_fs(period_fs: float) -> float:
+    """ASE ``NoseHooverChainNVT`` ``tdamp`` (fs) for a thermostat oscillation period ``period_fs`` (fs).
+
+    ASE sets the first thermostat mass Q = N_f kT tdamp². Linearising Nosé-Hoover around equilibrium
+    (dξ/dt = (2K - N_f kT)/Q, dK/dt = -2ξK) gives ω² = 2 N_f kT / Q = 2 / tdamp², i.e. a period of
+    π√2 tdamp ≈ 4.44 tdamp. Using the period itself as tdamp (VASP's "40 time steps") would make the
+    thermostat 4.4x slower than VASP's SMASS = 0, so tdamp = period / (π√2).
+    """
+    return float(period_fs) / (math.pi * math.sqrt(2.0))
+
+
 @dataclass
 class MDSettings:
     """Trajectory protocol (paper, Methods). Durations in fs; temperatures come from the elements table."""
@@ -129,14 +140,20 @@ class MDSettings:
         return self.total_steps * self.timestep_fs
 
     @property
-    def thermostat_time_fs(self) -> float:
-        """Thermostat time constant for ASE (``tdamp``): VASP's SMASS = 0 means a Nosé mass whose thermostat
-        oscillation period is 40 time steps, i.e. 40 x 5 fs = 200 fs."""
+    def thermostat_period_fs(self) -> float:
+        """Period of the thermostat's temperature oscillation: VASP's SMASS = 0 means 40 time steps = 200 fs."""
         return self.nose_mass_steps * self.timestep_fs
+
+    @property
+    def thermostat_time_fs(self) -> float:
+        """ASE ``tdamp`` (fs) whose temperature oscillation has the period of :attr:`thermostat_period_fs`
+        (45.0 fs for 40 x 5 fs); see :func:`nose_hoover_tdamp_fs`."""
+        return nose_hoover_tdamp_fs(self.thermostat_period_fs)
 
     def sample_steps(self):
         """1-based MD step numbers of the kept frames: after the equilibration, every ``stride`` steps,
-        i.e. steps 1010, 1020, ..., 11000 (t = 5.05 ... 55.00 ps) in the paper's protocol."""
+        i.e. steps 1010, 1020, ..., 11000 in the paper's protocol; step 1 is the starting structure (t = 0),
+        so these are at t = (step - 1) x 5 fs = 5.045 ... 54.995 ps."""
         import numpy as np
 
         return self.equilibration_steps + self.stride_steps * np.arange(1, self.n_frames + 1, dtype=np.int64)

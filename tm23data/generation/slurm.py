@@ -16,7 +16,9 @@ Jobs. One AIMD job per element and regime; when it reaches its time limit, SLURM
 and a resubmission starts the next segment from that CONTCAR with NSW = the steps still missing. The
 labels of a regime are a job array: the frames still missing are cut into chunks of ``chunk_size``, one
 line of frame ids per array task in ``tasks/<stamp>.txt``, submitted with ``--array=0-(n-1)%max_concurrent``.
-Each task writes ``runs/NNNN/STATUS`` (done / unconverged / failed) atomically after each frame.
+Each task writes ``runs/NNNN/STATUS`` (done / unconverged / failed) atomically after each frame, and
+``runs/NNNN/INPUTS.sha256`` (the static INCAR/KPOINTS/POTCAR it ran with): a "done" run whose inputs are
+not the current ones is stale, i.e. not done (:func:`static_state`), and ``collect`` refuses its label.
 
 Resume. ``state.json`` is rebuilt from the run folders on every ``submit``/``status``/``collect``;
 ``collect`` re-validates every "done" frame (parsing its output) and marks rejected ones failed, and
@@ -42,6 +44,7 @@ log = logging.getLogger(__name__)
 
 STAGES = ("aimd", "labels", "kpoints")
 DONE = "done"
+STALE = "stale"  #: a label made with other INCAR/KPOINTS/POTCAR than the current ones
 
 
 class CampaignError(RuntimeError):
@@ -297,15 +300,32 @@ def _segments(folder: Path) -> list[Path]:
 
 
 def _count_configurations(xdatcar: Path) -> int:
-    """Complete configurations in an XDATCAR (a configuration cut short is not counted)."""
+    """Complete configurations in an XDATCAR, as :func:`~.vaspout.read_xdatcar` reads them: a
+    "configuration=" line followed by one full coordinate line per atom (a line counts once its newline is
+    written). A hard kill can land at any line end, so a header alone is not a finished MD step; counting
+    it would make the next segment one step short. Same rule as ``count_configs`` in the AIMD job script.
+    VASP writes configurations in order, so only the last one can be incomplete (and only it is parsed)."""
+    import re
+
+    from .vaspout import _three_floats
+
     if not xdatcar.is_file():
         return 0
-    with open(xdatcar, "rb") as fh:
-        data = fh.read()
-    n = data.count(b"configuration=")
-    if n and not data.endswith(b"\n"):
-        n -= 1
-    return n
+    data = xdatcar.read_bytes()
+    data = data[: data.rfind(b"\n") + 1]  # an unfinished last line is not data yet
+    head = data.split(b"\n", 7)
+    if len(head) < 8:
+        return 0
+    try:
+        natoms = sum(int(x) for x in head[6].split())  # the counts line of the header
+    except ValueError:
+        return 0
+    headers = list(re.finditer(rb"configuration *=", data))
+    if not headers or not natoms:
+        return 0
+    tail = data[data.find(b"\n", headers[-1].end()) + 1 :].split(b"\n")[:natoms]
+    complete = len(tail) == natoms and all(_three_floats(row.decode("ascii", "replace")) for row in tail)
+    return len(headers) - (0 if complete else 1)
 
 
 def _read_status(path: Path) -> str:
@@ -325,19 +345,28 @@ def static_ids(folder: Path) -> list[str]:
 
 
 def static_state(folder: Path) -> dict:
-    """Done / failed / missing frame ids of a static set from the STATUS markers."""
+    """Done / failed / missing frame ids of a static set from the STATUS markers. A run marked done with
+    other inputs than the current INCAR/KPOINTS/POTCAR is stale: it counts as missing (to be redone), and
+    is listed under ``stale`` too."""
+    from .vasp import stale_inputs, static_inputs_hash
+
     ids = static_ids(folder)
-    done, failed, missing = [], {}, []
+    current = static_inputs_hash(folder)
+    done, failed, missing, stale = [], {}, [], []
     for i in ids:
         marker = _read_status(folder / "runs" / i / "STATUS")
-        if marker == DONE:
+        if marker == DONE and stale_inputs(folder / "runs" / i, current):
+            stale.append(i)
+            missing.append(i)
+        elif marker == DONE:
             done.append(i)
         elif marker:
             failed[i] = marker
         else:
             missing.append(i)
     return {"n_frames": len(ids), "done": _ranges(done), "n_done": len(done), "failed": failed,
-            "n_failed": len(failed), "missing": _ranges(missing), "n_missing": len(missing)}  # fmt: skip
+            "n_failed": len(failed), "missing": _ranges(missing), "n_missing": len(missing),
+            "stale": _ranges(stale), "n_stale": len(stale), "inputs_sha256": current}  # fmt: skip
 
 
 def _ranges(ids: list[str]) -> str:
@@ -423,13 +452,29 @@ def aimd_script(campaign: Campaign, element: str, regime: str) -> str:
 
 _AIMD_BODY = r"""cd "$AIMD_DIR" || exit 1
 shopt -s nullglob
+count_configs() {  # complete configurations in XDATCAR $1: a "configuration=" line, then one full line per atom
+  [ -f "$1" ] || { echo 0; return; }
+  local partial=0
+  if [ -n "$(tail -c 1 "$1")" ]; then partial=1; fi  # no newline at the end: the last line is unfinished
+  awk -v partial="$partial" '
+    function take(line, rec,   f, k, j) {
+      k = split(line, f)
+      if (rec == 7) { natoms = 0; for (j = 1; j <= k; j++) natoms += f[j]; return }
+      if (line ~ /configuration *=/) { want = natoms; got = 0; return }
+      if (want > 0) {
+        if (k >= 3 && f[1] ~ num && f[2] ~ num && f[3] ~ num) { got++; if (got == want) { n++; want = 0 } }
+        else want = 0
+      }
+    }
+    BEGIN { num = "^[-+]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eEdD][-+]?[0-9]+)?$" }
+    NR > 1 { take(prev, NR - 1) }
+    { prev = $0 }
+    END { if (NR > 0 && partial == 0) take(prev, NR); print n + 0 }' "$1"
+}
 count_steps() {  # complete configurations over all segments, times NBLOCK
-  local n=0 c s
+  local n=0 s
   for s in seg[0-9][0-9][0-9]; do
-    [ -f "$s/XDATCAR" ] || continue
-    c=$(grep -c "configuration=" "$s/XDATCAR")
-    if [ "$c" -gt 0 ] && [ -n "$(tail -c 1 "$s/XDATCAR")" ]; then c=$((c - 1)); fi  # last one cut short
-    n=$((n + c))
+    n=$((n + $(count_configs "$s/XDATCAR")))
   done
   echo $((n * NBLOCK))
 }
@@ -443,7 +488,7 @@ if [ "$next" -gt 0 ]; then
   last=${segs[$((next - 1))]}
   if [ -s "$last/CONTCAR" ]; then
     start="$last/CONTCAR"
-  elif [ "$(grep -c configuration= "$last/XDATCAR" 2>/dev/null || true)" = "0" ] || [ ! -f "$last/XDATCAR" ]; then
+  elif [ "$(count_configs "$last/XDATCAR")" = "0" ]; then
     echo "tm23: $last made no MD step; running it again"
     rm -rf "$last"; next=$((next - 1))
     if [ "$next" -gt 0 ] && [ -s "${segs[$((next - 1))]}/CONTCAR" ]; then start="${segs[$((next - 1))]}/CONTCAR"; fi
@@ -491,11 +536,22 @@ _STATIC_BODY = r"""TASKS="${1:?usage: sbatch --array=0-N static.sbatch TASKFILE}
 task="${SLURM_ARRAY_TASK_ID:?this script runs as an array task (sbatch --array=...)}"
 ids=$(sed -n "$((task + 1))p" "$TASKS")
 if [ -z "$ids" ]; then echo "tm23: no line $((task + 1)) in $TASKS" >&2; exit 1; fi
+inputs_hash() {  # sha256 of INCAR, KPOINTS, POTCAR or else POTCAR.spec (as tm23data.generation.vasp.static_inputs_hash)
+  local f p=POTCAR.spec
+  [ -f "$STATIC_DIR/POTCAR" ] && p=POTCAR
+  for f in INCAR KPOINTS "$p"; do printf '%s\n' "$f"; cat "$STATIC_DIR/$f" 2>/dev/null; done |
+    sha256sum | cut -d ' ' -f 1
+}
 failures=0
 for id in $ids; do
   run="$STATIC_DIR/runs/$id"
-  if [ "$(head -n 1 "$run/STATUS" 2>/dev/null)" = "done" ]; then echo "tm23: $id already done"; continue; fi
+  hash=$(inputs_hash)
+  if [ "$(head -n 1 "$run/STATUS" 2>/dev/null)" = "done" ]; then
+    if [ "$(cat "$run/INPUTS.sha256" 2>/dev/null)" = "$hash" ]; then echo "tm23: $id already done"; continue; fi
+    echo "tm23: $id was labelled with other INCAR/KPOINTS/POTCAR; running it again"
+  fi
   rm -rf "$run"; mkdir -p "$run"
+  printf '%s\n' "$hash" > "$run/INPUTS.sha256"
   cp "$STATIC_DIR/INCAR" "$STATIC_DIR/KPOINTS" "$run/"
   cp "$STATIC_DIR/poscars/$id.vasp" "$run/POSCAR"
   if tm23_potcar "$STATIC_DIR" "$run"; then
@@ -692,7 +748,8 @@ def collect(campaign: Campaign, archive_path, *, allow_missing: bool = False, wo
     from ..frames import Frames
     from .assemble import base_provenance, write_generated_archive, write_md5_file
     from .extract import read_extracted
-    from .labels import OK, parse_static
+    from .labels import OK
+    from .vasp import static_inputs_hash
 
     per_element: dict = {}
     report: dict = {}
@@ -711,21 +768,22 @@ def collect(campaign: Campaign, archive_path, *, allow_missing: bool = False, wo
                     f"{labels}: {len(ids)} POSCARs for {len(frames)} extracted frames; rewrite the inputs"
                 )
             runs = [labels / "runs" / i for i in ids]
-            args = list(zip(runs, frames))
+            inputs = static_inputs_hash(labels)
+            args = [(r, f, inputs) for r, f in zip(runs, frames)]
             if workers > 1:
                 with ProcessPoolExecutor(workers) as pool:
                     results = list(tqdm(pool.map(_parse_one, args, chunksize=16), total=len(args),
                                         desc=f"{el} {regime} labels", disable=not progress, leave=False))  # fmt: skip
             else:
-                results = [parse_static(r, f) for r, f in tqdm(args, desc=f"{el} {regime} labels",
-                                                               disable=not progress, leave=False)]  # fmt: skip
+                results = [_parse_one(a) for a in tqdm(args, desc=f"{el} {regime} labels", disable=not progress,
+                                                       leave=False)]  # fmt: skip
             bad = {}
             for i, res in zip(ids, results):
                 if res.ok:
                     programs.add(res.program)
                     continue
                 bad[i] = f"{res.status}: {res.message}"
-                if res.status != "missing":  # tell the next submission to run it again
+                if res.status not in ("missing", STALE):  # tell the next submission to run it again
                     write_atomic(labels / "runs" / i / "STATUS", f"{res.status}: {res.message}\n")
             report[f"{el}/{regime}"] = {"ok": len(ids) - len(bad), "rejected": bad}
             if bad and not allow_missing:
@@ -740,6 +798,7 @@ def collect(campaign: Campaign, archive_path, *, allow_missing: bool = False, wo
                 "temperature_K": elements.get(el).temperature(regime),
                 "frames": len(keep), "train": len(train), "test": len(test),
                 "dropped_frames": sorted(bad), "md_steps": meta.get("steps", [])[:1] + meta.get("steps", [])[-1:],
+                "static_inputs_sha256": inputs,
             }  # fmt: skip
     campaign.refresh_state()
     rejected = {k: v["rejected"] for k, v in report.items() if v["rejected"]}
@@ -770,7 +829,14 @@ def collect(campaign: Campaign, archive_path, *, allow_missing: bool = False, wo
 
 
 def _parse_one(arg):
-    from .labels import parse_static
+    """The label of one run, or STALE when it was computed with other static inputs than ``inputs`` (a
+    label from an older INCAR/KPOINTS/POTCAR must not be packed under the current settings' provenance)."""
+    from .labels import LabelResult, parse_static
+    from .vasp import stale_inputs
 
-    run, frame = arg
+    run, frame, inputs = arg
+    if Path(run).is_dir():
+        why = stale_inputs(run, inputs)
+        if why:
+            return LabelResult(STALE, why, Path(run))
     return parse_static(run, frame)

@@ -169,6 +169,55 @@ def write_aimd_inputs(directory: str | os.PathLike, supercell, regime: str, sett
     return written
 
 
+#: Written by the static job script into each run folder: the :func:`static_inputs_hash` it ran with.
+INPUTS_HASH_FILE = "INPUTS.sha256"
+
+
+def static_inputs_hash(directory: str | os.PathLike) -> str:
+    """sha256 (hex) of the static inputs a run in ``directory/runs/`` gets: INCAR, KPOINTS, and POTCAR or
+    else POTCAR.spec, each as its name, a newline and its bytes. The static job script computes the same with
+    ``sha256sum`` and records it per run, so a label made with other settings (e.g. after ``kpoints choose
+    --apply`` or an INCAR change) is told apart from a current one and redone."""
+    import hashlib
+
+    directory = Path(directory)
+    h = hashlib.sha256()
+    potcar = "POTCAR" if (directory / "POTCAR").is_file() else "POTCAR.spec"
+    for name in ("INCAR", "KPOINTS", potcar):
+        h.update(name.encode() + b"\n")
+        try:
+            h.update((directory / name).read_bytes())
+        except FileNotFoundError:
+            pass  # the job script's ``cat`` of a missing file adds nothing either
+    return h.hexdigest()
+
+
+def stale_inputs(run: str | os.PathLike, current_hash: str) -> str:
+    """Why the static run folder ``run`` was made with other inputs than those hashing to ``current_hash``
+    ("" if it was not). Runs from before the hash was recorded are judged by their INCAR and KPOINTS copies."""
+    run = Path(run)
+    try:
+        recorded = (run / INPUTS_HASH_FILE).read_text().strip()
+    except OSError:
+        recorded = None
+    if recorded is not None:
+        if recorded == current_hash:
+            return ""
+        return (f"{run}: labelled with other static inputs (INCAR/KPOINTS/POTCAR sha256 {recorded[:12]}) than the "
+                f"current ones in {run.parent.parent} ({current_hash[:12]}); it must be run again")  # fmt: skip
+    def read(path: Path) -> bytes | None:
+        try:
+            return path.read_bytes()
+        except OSError:
+            return None
+
+    differ = [name for name in ("INCAR", "KPOINTS") if read(run / name) != read(run.parent.parent / name)]
+    if differ:
+        return (f"{run}: its {' and '.join(differ)} differ from the current ones in {run.parent.parent}; "
+                "labelled with other settings, it must be run again")  # fmt: skip
+    return ""
+
+
 def frame_id(index: int, n_frames: int) -> str:
     """File name stem of frame ``index``: zero-padded to at least 4 digits (0000 ... 0999)."""
     return f"{index:0{max(4, len(str(n_frames - 1)))}d}"
@@ -185,7 +234,8 @@ def write_static_inputs(
 ) -> dict:
     """Inputs of the static relabelling of ``frames`` (``ase.Atoms`` list, or (symbols, cell, positions)
     triples): shared INCAR, KPOINTS and POTCAR[.spec], and ``poscars/NNNN.vasp`` per frame. Returns a
-    summary (mesh and where it came from, frame count)."""
+    summary (mesh and where it came from, frame count, :func:`static_inputs_hash`). Finished runs in
+    ``runs/`` are kept; those made with other inputs no longer count as done (see :func:`stale_inputs`)."""
     directory = Path(directory)
     frames = list(frames)
     if not frames:
@@ -220,7 +270,8 @@ def write_static_inputs(
             shutil.rmtree(tmp)
     summary = {"element": element, "regime": regime, "stage": "static", "n_frames": n, "kmesh": mesh,
                "kmesh_source": mesh_source, "potcar": settings.vasp.potcar_symbol(element),
-               "potcar_file": "POTCAR" if "POTCAR" in shared else "POTCAR.spec"}  # fmt: skip
+               "potcar_file": "POTCAR" if "POTCAR" in shared else "POTCAR.spec",
+               "inputs_sha256": static_inputs_hash(directory)}  # fmt: skip
     write_atomic(directory / "inputs.json", json.dumps(summary, indent=2))
     return summary
 

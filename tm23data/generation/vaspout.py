@@ -244,11 +244,16 @@ _CONFIG_RE = re.compile(r"^\s*(Direct|Cartesian)\s+configuration\s*=\s*(\d+)", r
 def read_xdatcar(path: str | os.PathLike, *, allow_truncated: bool = False, records_every: int = 1) -> VaspRun:
     """Parse an XDATCAR (VASP 5 format, fixed or variable cell). Positions only; Cartesian Å.
 
-    ``records_every``: MD steps per record (the run's NBLOCK)."""
+    ``records_every``: MD steps per record (the run's NBLOCK). A last line without its newline is still
+    being written (or was cut) and is not read, so a configuration counts only once its last coordinate line
+    is whole: the same rule as the AIMD job's step count (``slurm._count_configurations``)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    lines = path.read_text().splitlines()
+    text = path.read_text()
+    lines = text.splitlines()
+    if text and not text.endswith(("\n", "\r")):
+        lines = lines[:-1]
     n = len(lines)
     i = 0
     steps: list[VaspStep] = []

@@ -11,16 +11,25 @@
 # Idempotent: exits at once when `import flare` already gives mir-flare 1.4.0 with its C++ module; the
 # built wheel is cached in $TM23_FLARE_CACHE (default ~/.cache/tm23data/flare) and reused.
 # Environment: FLARE_FORCE=1 rebuild and reinstall; FLARE_WITH_LAPACK=1 link LAPACK (default: Eigen only,
-# which was faster than Debian's reference LAPACK here); FLARE_NO_APT=1 never call apt-get.
+# which was faster than Debian's reference LAPACK here); FLARE_NO_APT=1 never call apt-get. (0, false, no
+# and off count as unset.)
 set -euo pipefail
 
 FLARE_VERSION=1.4.0
 APT_PACKAGES=(g++ cmake ninja-build libeigen3-dev nlohmann-json3-dev)
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CMAKE_INCLUDE="$HERE/flare_offline.cmake"
-CACHE_DIR="${TM23_FLARE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tm23data/flare}"
 
 say() { printf '[install-flare] %s\n' "$*" >&2; }
+on() { case "${1:-}" in "" | 0 | false | no | off) return 1 ;; *) return 0 ;; esac; }
+
+if on "${FLARE_WITH_LAPACK:-}"; then
+  APT_PACKAGES+=(libblas-dev liblapack-dev liblapacke-dev)  # FLARE defines EIGEN_USE_LAPACKE
+  VARIANT=lapack
+else
+  VARIANT=eigen
+fi
+CACHE_DIR="${TM23_FLARE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tm23data/flare}/$VARIANT"
 die() { printf '[install-flare] ERROR: %s\n' "$*" >&2; exit 1; }
 
 # --- the runtime Python ------------------------------------------------------------------------------
@@ -43,7 +52,7 @@ from flare.bffs.sgp._C_flare import B2, NormalizedDotProduct, SparseGP, Structur
 PYEOF
 }
 
-if [[ -z "${FLARE_FORCE:-}" ]] && flare_ok; then
+if ! on "${FLARE_FORCE:-}" && flare_ok; then
   say "mir-flare $FLARE_VERSION is already installed in $("$PY" -c 'import sys; print(sys.prefix)'); nothing to do (FLARE_FORCE=1 rebuilds)"
   exit 0
 fi
@@ -55,7 +64,7 @@ if command -v dpkg-query >/dev/null; then
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
   if ((${#missing[@]})); then
-    [[ -z "${FLARE_NO_APT:-}" ]] || die "missing Debian packages: ${missing[*]} (FLARE_NO_APT is set: install them yourself)"
+    ! on "${FLARE_NO_APT:-}" || die "missing Debian packages: ${missing[*]} (FLARE_NO_APT is set: install them yourself)"
     if [[ $(id -u) -eq 0 ]]; then SUDO=(); elif sudo -n true 2>/dev/null; then SUDO=(sudo -n); else
       die "missing Debian packages: ${missing[*]}; run: sudo apt-get install -y ${missing[*]}"
     fi
@@ -74,7 +83,7 @@ mkdir -p "$CACHE_DIR"
 shopt -s nullglob
 cached=("$CACHE_DIR"/mir_flare-"$FLARE_VERSION"-"$PYTAG"-*.whl)
 shopt -u nullglob
-if [[ -n "${FLARE_FORCE:-}" || ${#cached[@]} -eq 0 ]]; then
+if on "${FLARE_FORCE:-}" || ((${#cached[@]} == 0)); then
   WORK="$(mktemp -d "$CACHE_DIR/build.XXXXXX")"
   trap 'rm -rf "$WORK"' EXIT
   say "build venv in $WORK/venv (setuptools>=70.1,<81, pybind11>=2.12)"
@@ -83,8 +92,9 @@ if [[ -n "${FLARE_FORCE:-}" || ${#cached[@]} -eq 0 ]]; then
     || die "could not install setuptools/pybind11 into the build venv (package index reachable? PIP_FIND_LINKS?)"
   src="mir-flare==$FLARE_VERSION"
   if [[ -n "${FLARE_SDIST:-}" ]]; then [[ -f "$FLARE_SDIST" ]] || die "FLARE_SDIST=$FLARE_SDIST does not exist"; src="$FLARE_SDIST"; fi
-  if [[ -z "${FLARE_WITH_LAPACK:-}" ]]; then export NO_LAPACK=1; else unset NO_LAPACK; fi
-  export FLARE_CMAKE_FLAGS="-DCMAKE_PROJECT_flare_INCLUDE=$CMAKE_INCLUDE -DPython_EXECUTABLE=$WORK/venv/bin/python -DCMAKE_BUILD_TYPE=Release"
+  if [[ $VARIANT == eigen ]]; then export NO_LAPACK=1; else unset NO_LAPACK; fi
+  # FLARE's setup.py splits these with shlex: quote the paths (they may hold spaces)
+  export FLARE_CMAKE_FLAGS="-DCMAKE_PROJECT_flare_INCLUDE='$CMAKE_INCLUDE' -DPython_EXECUTABLE='$WORK/venv/bin/python' -DCMAKE_BUILD_TYPE=Release"
   say "building $src (a few minutes; log: $WORK/build.log)"
   start=$SECONDS
   if ! "$WORK/venv/bin/python" -m pip wheel -v --no-deps --no-build-isolation --no-binary mir-flare \
