@@ -17,7 +17,7 @@ Modules (imported on demand; ``import tm23data.generation`` stays light):
 - :mod:`.fakevasp`    VASP-format files from ASE calculators, for tests and dry runs (not VASP)
 
 Command line: ``tm23 structures``, ``tm23 generate``, ``tm23 vasp-inputs``, ``tm23 slurm``, ``tm23 collect``,
-``tm23 kpoints``, ``tm23 rdf``. See docs/generation.md.
+``tm23 kpoints``, ``tm23 rdf``. See generation/README.md.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """``tm23 report``: gather baseline results into one table, draw the percent errors on the d-block layout
 of the paper's Fig. 2, and set them next to the paper's reference tables shipped in the package
-(``tm23data/data/paper/``: Table 1 training statistics, Table 2 NequIP l_max models, Fig. 7 FLARE grid).
+(``baselines/data/paper/``: Table 1 training statistics, Table 2 NequIP l_max models, Fig. 7 FLARE grid).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ MODEL_LABELS = {"flare": "FLARE (B2)", "nequip": "NequIP"}
 
 @cache
 def _read_paper(name: str) -> tuple:
-    with resources.files("tm23data").joinpath(f"data/paper/{PAPER_TABLES[name]}").open(newline="") as fh:
+    with resources.files("tm23data.baselines").joinpath(f"data/paper/{PAPER_TABLES[name]}").open(newline="") as fh:
         return tuple(csv.DictReader(fh))
 
 

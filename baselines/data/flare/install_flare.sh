@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build and install FLARE (PyPI mir-flare 1.4.0) into the active Python environment, without internet
 # during the build: CMake's downloads (googletest, nlohmann json, pybind11, Eigen) are replaced by Debian
-# packages and the build venv's pybind11 via flare_offline.cmake (see docs/baselines.md).
+# packages and the build venv's pybind11 via flare_offline.cmake (see baselines/README.md).
 #
 #   . .venv/bin/activate && bash scripts/install_flare.sh        (or: tm23 install-flare)
 #

@@ -5,7 +5,7 @@ its 0 K PBE lattice constants, made supercells "with every lattice vector at lea
 Description; Methods: "at least 7 Å of spacing between an atom and its periodic images"), 32-71 atoms, and
 deleted one random atom. This module holds:
 
-- the lattice table (``tm23data/data/generation/lattice.csv``): per metal the structure, lattice constants,
+- the lattice table (``generation/data/lattice.csv``): per metal the structure, lattice constants,
   their **source and certainty** (``archive``: measured from the published frames; ``pbe``: Materials
   Project PBE value quoted in shared/reference/structures.md; ``experimental``: ASE's reference data, the
   PBE value unverified), and the published supercell where it is known;
@@ -100,7 +100,7 @@ class LatticeEntry:
 @lru_cache(maxsize=1)
 def lattice_table() -> dict[str, LatticeEntry]:
     """The 27 rows of ``data/generation/lattice.csv``, checked against the elements table."""
-    with resources.files("tm23data").joinpath("data/generation/lattice.csv").open(newline="") as fh:
+    with resources.files("tm23data.generation").joinpath("data/lattice.csv").open(newline="") as fh:
         rows = list(csv.DictReader(fh))
     table = {}
     for line, row in enumerate(rows, start=2):
@@ -119,7 +119,7 @@ def lattice_table() -> dict[str, LatticeEntry]:
                 note=row["note"] or "",
             )
         except (KeyError, ValueError) as err:
-            raise StructureError(f"tm23data/data/generation/lattice.csv, line {line}: bad row ({err})") from None
+            raise StructureError(f"generation/data/lattice.csv, line {line}: bad row ({err})") from None
         if entry.certainty not in CERTAINTIES:
             raise StructureError(f"lattice.csv, line {line}: unknown certainty {entry.certainty!r}")
         table[entry.symbol] = entry

@@ -101,7 +101,7 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_learning_curve)
 
     p = sub.add_parser("install-flare", help="build and install mir-flare 1.4.0 offline into this environment",
-                       description="Runs the packaged installer (tm23data/data/flare/install_flare.sh, also "
+                       description="Runs the packaged installer (baselines/data/flare/install_flare.sh, also "
                        "scripts/install_flare.sh): Debian packages g++ cmake ninja-build libeigen3-dev "
                        "nlohmann-json3-dev, a build venv, pip wheel with CMake downloads replaced by system "
                        "packages, then pip install --no-deps into this Python.")  # fmt: skip
@@ -239,7 +239,7 @@ def cmd_learning_curve(args) -> int:
 
 
 def installer_path() -> str:
-    return str(resources.files("tm23data").joinpath("data/flare/install_flare.sh"))
+    return str(resources.files("tm23data.baselines").joinpath("data/flare/install_flare.sh"))
 
 
 def cmd_install_flare(args) -> int:

@@ -63,7 +63,7 @@ def import_flare():
     except ImportError as err:
         raise FlareNotInstalled(
             f"mir-flare is not importable ({err}). Build and install it offline with `tm23 install-flare` "
-            "(or `bash scripts/install_flare.sh`) in the active virtual environment; see docs/baselines.md."
+            "(or `bash scripts/install_flare.sh`) in the active virtual environment; see baselines/README.md."
         ) from None
     return _C_flare
 

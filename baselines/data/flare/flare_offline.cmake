@@ -7,7 +7,7 @@
 #   pybind11 (FetchContent)           -> find_package(pybind11 >= 2.12) from the build venv's pip package
 #   Eigen 3.3.7 (ExternalProject_Add) -> the system Eigen headers       (Debian: libeigen3-dev)
 # Inputs: Python_EXECUTABLE (the build venv's python); optional EIGEN3_INCLUDE_DIR.
-# Used by tm23data/data/flare/install_flare.sh (`tm23 install-flare`).
+# Used by baselines/data/flare/install_flare.sh (`tm23 install-flare`).
 
 if(NOT Python_EXECUTABLE)
   message(FATAL_ERROR "[tm23data] pass -DPython_EXECUTABLE=<python with pybind11 installed>")
