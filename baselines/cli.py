@@ -6,6 +6,8 @@ command runs.
 
 from __future__ import annotations
 
+from ..errors import UsageError
+
 import dataclasses
 import json
 import os
@@ -151,7 +153,7 @@ def _settings(cls, args, names: tuple[str, ...], overrides: list[str]):
         key, sep, value = item.partition("=")
         key = key.strip().replace("-", "_")
         if not sep or key not in fields:
-            raise ValueError(f"--set {item!r}: expected KEY=VALUE with KEY one of {', '.join(sorted(fields))}")
+            raise UsageError(f"--set {item!r}: expected KEY=VALUE with KEY one of {', '.join(sorted(fields))}")
         values[key] = _parse_value(value)
     return cls(**values)
 
@@ -170,7 +172,7 @@ def cmd_baseline(args) -> int:
             from ..store import load_store
 
             if settings.data != "store":
-                raise ValueError("--config-only writes store-based configs (the extxyz path exports files first)")
+                raise UsageError("--config-only writes store-based configs (the extxyz path exports files first)")
             store = load_store(args.element)
             write_config(
                 args.config_only, nequip_config(args.element, args.split, settings, archive_md5=store.archive_md5)
@@ -186,20 +188,22 @@ def cmd_baseline(args) -> int:
         settings = _settings(FlareSettings, args, FLARE_FLAGS, args.set)
         res = train_flare(args.element, args.split, settings, out=args.out, name=args.name, overwrite=args.overwrite,
                           max_train_frames=args.max_frames, progress=args.progress)  # fmt: skip
-    from .report import format_table, summary_table
+    from ..tables import text_table
+    from .report import summary_table
 
     header, rows = summary_table([res.row()])
-    print(format_table(header, rows))
+    print(text_table(header, rows))
     print(f"\nresults: {res.path}")
     return 0
 
 
 def cmd_report(args) -> int:
-    from .report import format_table, paper_table, write_report
+    from ..tables import text_table
+    from .report import paper_table, write_report
 
     if args.paper:
         rows = paper_table(args.paper)
-        print(format_table(list(rows[0]), [list(r.values()) for r in rows]))
+        print(text_table(list(rows[0]), [list(r.values()) for r in rows]))
         return 0
     rep = write_report(args.paths, args.out, plot=not args.no_plot)
     if args.json:

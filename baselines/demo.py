@@ -14,6 +14,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from ..errors import UsageError
 from .. import config, manifest
 from .flare import FlareSettings
 from .nequip import NequIPSettings
@@ -80,10 +81,10 @@ def run_demo(
     from .nequip import train_nequip
 
     if data not in DATA_CHOICES:
-        raise ValueError(f"data must be one of {DATA_CHOICES}, got {data!r}")
+        raise UsageError(f"data must be one of {DATA_CHOICES}, got {data!r}")
     unknown = set(models) - {"flare", "nequip"}
     if unknown:
-        raise ValueError(f"unknown models {sorted(unknown)}; choose from flare, nequip")
+        raise UsageError(f"unknown models {sorted(unknown)}; choose from flare, nequip")
     workdir = Path(workdir).resolve()
     use_published = data == "published" or (data == "auto" and published_available())
     if use_published:

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import StepError, UsageError
 from ..frames import Frames
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ AUTO_SIGMA_F_FRACTION = 0.05
 FLARE_VOIGT = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))
 
 
-class FlareNotInstalled(RuntimeError):
+class FlareNotInstalled(StepError):
     """mir-flare cannot be imported; the message says how to install it."""
 
 
@@ -112,17 +113,17 @@ class FlareSettings:
                 "B1 to Python, so only 'B2' is supported here"
             )
         if self.power not in (1, 2):
-            raise ValueError(f"kernel power must be 1 or 2 (paper), got {self.power}")
+            raise UsageError(f"kernel power must be 1 or 2 (paper), got {self.power}")
         if not self.r_cut > 0 or self.n_max < 1 or self.l_max < 0:
-            raise ValueError(f"need r_cut > 0, n_max >= 1, l_max >= 0 (got {self.r_cut}, {self.n_max}, {self.l_max})")
+            raise UsageError(f"need r_cut > 0, n_max >= 1, l_max >= 0 (got {self.r_cut}, {self.n_max}, {self.l_max})")
         if isinstance(self.sigma_f, str) and self.sigma_f != "auto":
-            raise ValueError(f"sigma_f must be a number (eV/Å) or 'auto', got {self.sigma_f!r}")
+            raise UsageError(f"sigma_f must be a number (eV/Å) or 'auto', got {self.sigma_f!r}")
         if self.envs_per_frame < 1:
-            raise ValueError("envs_per_frame must be >= 1")
+            raise UsageError("envs_per_frame must be >= 1")
         if self.energy_reference not in ("mean", None):
-            raise ValueError(f"energy_reference must be 'mean' or None, got {self.energy_reference!r}")
+            raise UsageError(f"energy_reference must be 'mean' or None, got {self.energy_reference!r}")
         if self.optimize_factor <= 1 or self.optimize_start < 1:
-            raise ValueError("optimize_start >= 1 and optimize_factor > 1 are required")
+            raise UsageError("optimize_start >= 1 and optimize_factor > 1 are required")
 
     def descriptor_dim(self, n_species: int = 1) -> int:
         """B2 length, the paper's Eq. (1): (n_max n_s + 1) n_max n_s / 2 (l_max + 1)."""
@@ -137,7 +138,7 @@ class FlareSettings:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
-            raise ValueError(f"unknown FLARE settings: {', '.join(sorted(unknown))}")
+            raise UsageError(f"unknown FLARE settings: {', '.join(sorted(unknown))}")
         return cls(**d)
 
 
@@ -248,7 +249,7 @@ class FlareSGP:
         try:
             return [self.species_code[int(z)] for z in numbers]
         except KeyError as err:
-            raise ValueError(f"atomic number {err.args[0]} is not among the model's species {self.species}") from None
+            raise UsageError(f"atomic number {err.args[0]} is not among the model's species {self.species}") from None
 
     def _structure(self, frames: Frames, i: int, *, labels: bool):
         C = import_flare()
@@ -276,7 +277,7 @@ class FlareSGP:
         if sigma_f == "auto":
             finite = np.isfinite(frames.forces)
             if not finite.any():
-                raise ValueError("sigma_f='auto' needs force labels, and these frames have none; pass sigma_f")
+                raise UsageError("sigma_f='auto' needs force labels, and these frames have none; pass sigma_f")
             sigma_f = AUTO_SIGMA_F_FRACTION * float(np.mean(np.abs(frames.forces[finite])))
         return np.array([s.sigma, s.sigma_e * self.reference_natoms, float(sigma_f), s.sigma_s])
 
@@ -298,11 +299,11 @@ class FlareSGP:
         first frame's are drawn with ``seed``), optimising the hyperparameters on the schedule."""
         s = self.settings
         if len(frames) == 0:
-            raise ValueError("no training frames")
+            raise UsageError("no training frames")
         if s.train_forces:  # mir-flare crashes (segfault) on a frame added without its forces
             incomplete = np.add.reduceat((~np.isfinite(frames.forces)).any(axis=1), frames.offsets[:-1]) > 0
             if incomplete.any():
-                raise ValueError(f"training frame {int(np.flatnonzero(incomplete)[0])} lacks force labels; drop "
+                raise UsageError(f"training frame {int(np.flatnonzero(incomplete)[0])} lacks force labels; drop "
                                  "such frames or set train_forces=False")  # fmt: skip
         if self.reference_natoms is None:
             self.reference_natoms = int(np.median(frames.natoms))
@@ -311,7 +312,7 @@ class FlareSGP:
                 raise NotImplementedError("energy_reference='mean' needs a single species; pass energy_reference")
             labelled = np.isfinite(frames.energy)  # frames without an energy label are trained on forces only
             if not labelled.any():
-                raise ValueError("energy_reference='mean' needs at least one frame with an energy label")
+                raise UsageError("energy_reference='mean' needs at least one frame with an energy label")
             per_atom = np.sum(frames.energy[labelled]) / np.sum(frames.natoms[labelled])
             self.energy_reference = {self.species[0]: float(per_atom)}
         given = self._given_hyperparameters
@@ -399,7 +400,7 @@ class FlareSGP:
     def predict(self, frames: Frames) -> dict[str, np.ndarray]:
         """Mean energy (eV, total), forces (eV/Å, flat over atoms) and stress ((F, 3, 3) eV/Å³, ASE sign)."""
         if self.sgp is None:
-            raise RuntimeError("the model is not trained (call fit or load)")
+            raise StepError("the model is not trained (call fit or load)")
         energy = np.empty(len(frames))
         forces = np.empty((int(frames.natoms.sum()), 3))
         stress = np.empty((len(frames), 3, 3))
@@ -423,7 +424,7 @@ class FlareSGP:
         from .results import atomic_savez
 
         if self.sgp is None or self.train_frames is None:
-            raise RuntimeError("nothing to save: the model is not trained")
+            raise StepError("nothing to save: the model is not trained")
         fr = self.train_frames
         meta = {
             "format": FORMAT,
@@ -450,7 +451,7 @@ class FlareSGP:
         with np.load(path, allow_pickle=False) as npz:
             meta = json.loads(str(npz["meta"]))
             if meta.get("format") != FORMAT:
-                raise ValueError(f"{path}: format {meta.get('format')!r}, expected {FORMAT!r}")
+                raise UsageError(f"{path}: format {meta.get('format')!r}, expected {FORMAT!r}")
             arrays = {k: npz[k] for k in npz.files if k != "meta"}
         n = len(arrays["natoms"])
         frames = Frames(natoms=arrays["natoms"], numbers=arrays["numbers"], positions=arrays["positions"],
@@ -496,20 +497,18 @@ def train_flare(
     no validation set), evaluate on the test set, save the model, and write the run folder ``OUT/NAME``
     (default ``flare_{element}_{split}``). ``max_train_frames`` keeps that many training frames, evenly
     spaced over the set (a budget for quick runs; None = all)."""
-    from ..metrics import Evaluator
-    from ..splits import resolve_split
-    from ..store import load_store
+    from ..selection import Selection
     from . import results
 
     settings = settings or FlareSettings()
     import_flare()
-    store = load_store(element, source)
-    manifest = resolve_split(store, split)
+    selection = Selection.open(element, split, source=source)
+    store, manifest = selection.store, selection.manifest
     train_idx = manifest.subsets["train"]
     if max_train_frames is not None and max_train_frames < len(train_idx):
         train_idx = train_idx[evenly_spaced(len(train_idx), max_train_frames)]
     test_idx = manifest.subsets["test"]
-    train_frames, test_frames = store.frames.take(train_idx), store.frames.take(test_idx)
+    train_frames, test_frames = store.frames.take(train_idx), selection.frames("test")
     species = np.unique(train_frames.numbers)
     name = name or f"flare_{element}_{split}"
     with results.RunDir(out, name, overwrite=overwrite) as run:
@@ -521,12 +520,9 @@ def train_flare(
         tic = time.perf_counter()
         pred = model.predict(test_frames)
         predict_s = time.perf_counter() - tic
-        has_stress = bool(test_frames.has_stress.all())
-        if not has_stress:
+        evaluator = selection.evaluator("test")
+        if evaluator.stress is None:
             pred["stress"] = None
-        evaluator = Evaluator(test_frames.natoms, test_frames.energy, test_frames.forces,
-                              test_frames.stress if has_stress else None, store.regime_names(test_idx),
-                              name=f"{element}/{split}/test")  # fmt: skip
         metrics = evaluator.eval(pred)
         model.save(run.path / "model.flare.npz")
         opt_s = sum(h["seconds"] for h in model.history)

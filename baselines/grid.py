@@ -20,17 +20,10 @@ from ..atomic import write_atomic
 from . import results
 from .flare import FlareSettings, FlareSGP, evenly_spaced
 
-GRID_COLUMNS = ("r_cut", "n_max", "l_max", "descriptor_dim", "n_sparse", "log_likelihood", "energy_per_atom_mae",
-                "energy_per_atom_percent", "forces_mae", "forces_percent", "stress_mae", "stress_percent", "train_s")  # fmt: skip
-
-
-def grid_subsets(store, split: str, n_train: int, n_test: int):
-    """(train indices, test indices) into the store: evenly spaced over the split's subsets."""
-    from ..splits import resolve_split
-
-    manifest = resolve_split(store, split)
-    train, test = manifest.subsets["train"], manifest.subsets["test"]
-    return train[evenly_spaced(len(train), n_train)], test[evenly_spaced(len(test), n_test)], manifest
+def grid_subsets(selection, n_train: int, n_test: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions in the selection's train and test subsets: ``n_train`` and ``n_test`` evenly spaced."""
+    sizes = selection.sizes()
+    return evenly_spaced(sizes["train"], n_train), evenly_spaced(sizes["test"], n_test)
 
 
 def flare_grid(
@@ -50,13 +43,13 @@ def flare_grid(
     """Train and test one FLARE model per (r_cut, n_max, l_max); returns ``{"rows": [...], "best": row, ...}``
     and, with ``out``, writes ``grid.csv``, ``grid.json`` and ``grid.png`` there."""
     from ..metrics import Evaluator
-    from ..store import load_store
+    from ..selection import Selection
 
     base = base or FlareSettings()
-    store = load_store(element, source)
-    train_idx, test_idx, manifest = grid_subsets(store, split, n_train, n_test)
-    train, test = store.frames.take(train_idx), store.frames.take(test_idx)
-    evaluator = Evaluator(test.natoms, test.energy, test.forces, test.stress if test.has_stress.all() else None)
+    selection = Selection.open(element, split, source=source)
+    train_pos, test_pos = grid_subsets(selection, n_train, n_test)
+    train, test = selection.frames("train").take(train_pos), selection.frames("test").take(test_pos)
+    evaluator = Evaluator.from_frames(test, selection.regimes("test")[test_pos], name=f"{selection.name}/grid test")
     rows = []
     for r_cut, n_max, l_max in itertools.product(r_cuts, n_maxes, l_maxes):
         settings = replace(base, r_cut=float(r_cut), n_max=int(n_max), l_max=int(l_max))
@@ -81,12 +74,12 @@ def flare_grid(
     report = {
         "element": element,
         "split": split,
-        "split_hash": manifest.hash,
-        "archive_md5": store.archive_md5,
-        "n_train": len(train_idx),
-        "n_test": len(test_idx),
-        "train_frame_ids": store.frame_id[train_idx].tolist(),
-        "test_frame_ids": store.frame_id[test_idx].tolist(),
+        "split_hash": selection.hash,
+        "archive_md5": selection.store.archive_md5,
+        "n_train": len(train_pos),
+        "n_test": len(test_pos),
+        "train_frame_ids": selection.frame_ids("train")[train_pos].tolist(),
+        "test_frame_ids": selection.frame_ids("test")[test_pos].tolist(),
         "base_settings": base.to_dict(),
         "selection": "minimum force MAE on the test subset (paper: force MAE decides over likelihood)",
         "rows": rows,
@@ -99,17 +92,9 @@ def flare_grid(
         out.mkdir(parents=True, exist_ok=True)
         write_atomic(out / "grid.csv", results.rows_to_csv(rows))
         results.atomic_write_json(out / "grid.json", report)
-        plot_grid(rows, out / "grid.png", title=f"FLARE B2 grid, {element} ({split}, {len(train_idx)} train / "
-                  f"{len(test_idx)} test frames)")  # fmt: skip
+        plot_grid(rows, out / "grid.png", title=f"FLARE B2 grid, {element} ({split}, {len(train_pos)} train / "
+                  f"{len(test_pos)} test frames)")  # fmt: skip
     return report
-
-
-def paper_fig7_rows() -> list[dict]:
-    """The paper's Fig. 7 (Os, 640-atom cell, FLARE B2, power 2) as rows with ``forces_percent``."""
-    from .report import paper_table
-
-    return [{"l_max": int(r["l_max"]), "n_max": int(r["n_max"]), "r_cut": float(r["cutoff_angstrom"]),
-             "forces_percent": float(r["force_percent_error"])} for r in paper_table("fig7")]  # fmt: skip
 
 
 def plot_grid(rows: list[dict], path: str | os.PathLike, *, title: str = "") -> Path:

@@ -34,9 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import UsageError, StepError
 from .. import config as tm23config
 from ..atomic import atomic_path, write_atomic
-from ..metrics import Evaluator
 from . import results
 
 log = logging.getLogger(__name__)
@@ -92,20 +92,20 @@ class NequIPSettings:
 
     def __post_init__(self):
         if self.data not in DATA_PATHS:
-            raise ValueError(f"data must be one of {DATA_PATHS}, got {self.data!r}")
+            raise UsageError(f"data must be one of {DATA_PATHS}, got {self.data!r}")
         if not 0 < self.validation < 1:
-            raise ValueError(f"validation must be a fraction in (0, 1) (paper: 0.1), got {self.validation}")
+            raise UsageError(f"validation must be a fraction in (0, 1) (paper: 0.1), got {self.validation}")
         if self.model_dtype not in ("float32", "float64"):
-            raise ValueError(f"model_dtype must be float32 or float64, got {self.model_dtype!r}")
+            raise UsageError(f"model_dtype must be float32 or float64, got {self.model_dtype!r}")
         for name in ("r_max", "learning_rate", "min_lr"):
             if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+                raise UsageError(f"{name} must be positive, got {getattr(self, name)}")
         if self.l_max < 0 or self.num_layers < 1 or self.num_features < 1 or self.batch_size < 1:
-            raise ValueError("l_max >= 0, num_layers >= 1, num_features >= 1 and batch_size >= 1 are required")
+            raise UsageError("l_max >= 0, num_layers >= 1, num_features >= 1 and batch_size >= 1 are required")
         if not self.min_lr < self.learning_rate:  # else the stop rule ends training after the first epoch
-            raise ValueError(f"min_lr ({self.min_lr}) must be below learning_rate ({self.learning_rate})")
+            raise UsageError(f"min_lr ({self.min_lr}) must be below learning_rate ({self.learning_rate})")
         if not 0 < self.lr_factor < 1 or self.lr_patience < 0:
-            raise ValueError(f"lr_factor must be in (0, 1) and lr_patience >= 0 (paper: 0.2, 100), got "
+            raise UsageError(f"lr_factor must be in (0, 1) and lr_patience >= 0 (paper: 0.2, 100), got "
                              f"{self.lr_factor}, {self.lr_patience}")  # fmt: skip
 
     def to_dict(self) -> dict:
@@ -116,7 +116,7 @@ class NequIPSettings:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
-            raise ValueError(f"unknown NequIP settings: {', '.join(sorted(unknown))}")
+            raise UsageError(f"unknown NequIP settings: {', '.join(sorted(unknown))}")
         return cls(**d)
 
 
@@ -126,7 +126,7 @@ def max_time_string(value: str | float | None) -> str | None:
         return value
     seconds = int(math.ceil(float(value)))
     if seconds <= 0:
-        raise ValueError(f"max_time must be positive, got {value}")
+        raise UsageError(f"max_time must be positive, got {value}")
     days, rest = divmod(seconds, 86400)
     hours, rest = divmod(rest, 3600)
     minutes, seconds = divmod(rest, 60)
@@ -187,7 +187,7 @@ def nequip_config(
         }
     else:
         if not files or not {"train", "validation", "test"} <= set(files):
-            raise ValueError("the extxyz data path needs files={'train': ..., 'validation': ..., 'test': ...}")
+            raise UsageError("the extxyz data path needs files={'train': ..., 'validation': ..., 'test': ...}")
         data = {
             "_target_": "nequip.data.datamodule.ASEDataModule",
             "train_file_path": files["train"],
@@ -355,7 +355,7 @@ class NequIPPredictor:
 
         known = {atomic_numbers[t] for t in self.type_names if t in atomic_numbers}
         if not species <= known:
-            raise ValueError(f"frames contain atomic numbers {sorted(species - known)} the model does not know "
+            raise UsageError(f"frames contain atomic numbers {sorted(species - known)} the model does not know "
                              f"(its types: {self.type_names})")  # fmt: skip
         data_list = frames_to_data_list(frames, with_labels=False)
         energy, forces, stress = [], [], []
@@ -474,7 +474,7 @@ def run_nequip_train(run_dir: Path, *, archive_md5: str, log_name: str = "train.
     elapsed = time.perf_counter() - start
     if rc != 0:
         tail = (run_dir / log_name).read_text(errors="replace").splitlines()[-30:]
-        raise RuntimeError(
+        raise StepError(
             f"nequip-train failed (exit {rc}) in {run_dir}; last lines of {log_name}:\n" + "\n".join(tail)
         )
     fit_start = None
@@ -498,14 +498,12 @@ def train_nequip(
 ) -> results.Result:
     """Train NequIP on ``element``/``split`` with ``settings``, evaluate the best checkpoint on the test
     set, and write the run folder ``OUT/NAME`` (default name ``nequip_{element}_{split}``)."""
-    from ..splits import resolve_split
-    from ..store import load_store
+    from ..selection import Selection
 
     settings = settings or NequIPSettings()
-    store = load_store(element, source)
-    manifest = resolve_split(store, split, validation=settings.validation, seed=settings.seed)
-    train_frames = store.frames.take(np.concatenate([manifest.subsets["train"], manifest.subsets["validation"]]))
-    stress = bool(train_frames.has_stress.all())
+    selection = Selection.open(element, split, validation=settings.validation, seed=settings.seed, source=source)
+    store, manifest = selection.store, selection.manifest
+    stress = selection.has_stress("train+validation")
     name = name or f"nequip_{element}_{split}"
     with results.RunDir(out, name, overwrite=overwrite) as run:
         files = export_split(store, manifest, run.path) if settings.data == "extxyz" else None
@@ -515,20 +513,18 @@ def train_nequip(
         proc = run_nequip_train(run.path, archive_md5=store.archive_md5, echo=echo)
         checkpoint = run.path / "best.ckpt"
         if not checkpoint.is_file():
-            raise RuntimeError(f"nequip-train finished without writing {checkpoint} (see train.log)")
+            raise StepError(f"nequip-train finished without writing {checkpoint} (see train.log)")
         training = read_training_log(run.path / "metrics.csv")
 
         test_idx = manifest.subsets["test"]
-        test_frames = store.frames.take(test_idx)
+        test_frames = selection.frames("test")
         predictor = NequIPPredictor.from_checkpoint(checkpoint)
         start = time.perf_counter()
         pred = predictor.predict(test_frames)
         predict_s = time.perf_counter() - start
-        if not test_frames.has_stress.all():
+        evaluator = selection.evaluator("test")
+        if evaluator.stress is None:
             pred["stress"] = None
-        evaluator = Evaluator(test_frames.natoms, test_frames.energy, test_frames.forces,
-                              test_frames.stress if pred["stress"] is not None else None,
-                              store.regime_names(test_idx), name=f"{element}/{split}/test")  # fmt: skip
         metrics = evaluator.eval(pred)
         record = results.result_record(
             model="nequip", element=element, split=split, manifest=manifest, store=store,

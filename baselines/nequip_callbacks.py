@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+from ..errors import UsageError
+
 import json
 import time
 
@@ -30,7 +32,7 @@ class MinLearningRateStop(Callback):
 
     def __init__(self, min_lr: float = 1e-5):
         if not min_lr > 0:
-            raise ValueError(f"min_lr must be positive, got {min_lr}")
+            raise UsageError(f"min_lr must be positive, got {min_lr}")
         self.min_lr = float(min_lr)
         self.stopped_epoch: int | None = None
 

@@ -30,6 +30,7 @@ from nequip.data.datamodule import NequIPDataModule
 from nequip.data.dataset import AtomicDataset
 from nequip.data.dict import from_dict
 
+from ..errors import UsageError
 from ..frames import Frames
 
 #: tm23data subset name -> nequip dataset role.
@@ -63,18 +64,16 @@ def split_frames(element: str, split: str, subset: str, *, validation: float | N
                  archive_md5: str | None = None) -> Frames:  # fmt: skip
     """The frames of one subset of a resolved split, from the store of the given archive."""
     from .. import config
-    from ..splits import resolve_split
-    from ..store import load_store
+    from ..selection import Selection
 
     source = config.archive_source(md5=archive_md5) if archive_md5 else None
-    store = load_store(element, source, progress=False)
-    manifest = resolve_split(store, split, validation=validation, seed=split_seed)
-    if subset not in manifest.subsets:
-        raise ValueError(
-            f"{element}/{split} has no {subset!r} subset (has {', '.join(manifest.subsets)}); "
+    selection = Selection.open(element, split, validation=validation, seed=split_seed, source=source, progress=False)
+    if subset not in selection.subsets:
+        raise UsageError(
+            f"{element}/{split} has no {subset!r} subset (has {', '.join(selection.subsets)}); "
             "validation needs a validation fraction"
         )
-    return store.frames.take(manifest.subsets[subset])
+    return selection.frames(subset)
 
 
 class TM23StoreDataset(AtomicDataset):

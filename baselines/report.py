@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..tables import markdown_table, text_table
+from ..errors import UsageError
 from .. import elements
 from ..atomic import write_atomic
 from . import results
@@ -35,7 +37,7 @@ def _read_paper(name: str) -> tuple:
 def paper_table(name: str) -> list[dict]:
     """Rows (dicts of strings) of a shipped paper table: ``table1``, ``table2`` or ``fig7``."""
     if name not in PAPER_TABLES:
-        raise ValueError(f"unknown paper table {name!r}; choose from {', '.join(PAPER_TABLES)}")
+        raise UsageError(f"unknown paper table {name!r}; choose from {', '.join(PAPER_TABLES)}")
     return [dict(r) for r in _read_paper(name)]
 
 
@@ -76,20 +78,6 @@ def _fmt(x, digits: int = 3) -> str:
     return f"{x:.{digits}g}" if abs(x) < 1000 else f"{x:.0f}"
 
 
-def format_table(header: list[str], rows: list[list]) -> str:
-    cells = [[str(c) for c in r] for r in rows]
-    widths = [max(len(x) for x in col) for col in zip(header, *cells)] if cells else [len(h) for h in header]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)), "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in cells]
-    return "\n".join(line.rstrip() for line in lines)
-
-
-def markdown_table(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
 def paper_comparison(rows: list[dict]) -> tuple[list[str], list[list]]:
     """Model sizes and costs here next to the paper's Table 1, per element that has a result."""
     table1 = {r["element"]: r for r in paper_table("table1")}
@@ -124,7 +112,7 @@ def plot_periodic(rows: list[dict], path: str | os.PathLike, *, split: str | Non
     from matplotlib.colors import Normalize
 
     if not rows:
-        raise ValueError("no results to plot")
+        raise UsageError("no results to plot")
     if split is None:
         splits = [r["split"] for r in rows]
         split = max(set(splits), key=splits.count)
@@ -188,4 +176,4 @@ def write_report(paths, out: str | os.PathLike, *, plot: bool = True) -> dict:
         files["plot"] = plot_periodic(rows, out / "periodic_table.png")
         md += ["## Percent errors on the d-block (layout of the paper's Fig. 2)", "", "![](periodic_table.png)", ""]
     files["md"] = write_atomic(out / "report.md", "\n".join(md))
-    return {"rows": rows, "files": {k: str(v) for k, v in files.items()}, "table": format_table(header, table)}
+    return {"rows": rows, "files": {k: str(v) for k, v in files.items()}, "table": text_table(header, table)}

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import UsageError
 from ..atomic import atomic_path, write_atomic
 from ..metrics import QUANTITIES, UNITS
 
@@ -251,7 +252,7 @@ def load_result(path: str | os.PathLike) -> Result:
         raise FileNotFoundError(f"{folder}: no {RESULT_JSON} (not a baseline run folder, or the run did not finish)")
     data = json.loads(file.read_text())
     if data.get("schema") != SCHEMA:
-        raise ValueError(f"{file}: schema {data.get('schema')!r}, expected {SCHEMA!r}")
+        raise UsageError(f"{file}: schema {data.get('schema')!r}, expected {SCHEMA!r}")
     return Result(folder, data)
 
 

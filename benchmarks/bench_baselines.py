@@ -44,7 +44,7 @@ def setup_data(args, tmp: Path) -> str:
     if args.archive:
         path, md5 = Path(args.archive), args.md5
         if not md5:
-            from tm23data.fetch import file_md5
+            from tm23data.hashes import file_md5
 
             md5 = file_md5(path)
     else:

@@ -26,7 +26,8 @@ from torch_geometric.loader import DataLoader
 from torch_geometric.nn.models import SchNet
 from torch_geometric.utils import scatter
 
-from tm23data.pyg import TM23Dataset, edge_vectors
+from tm23data import Selection
+from tm23data.pyg import edge_vectors
 
 
 class PeriodicSchNet(torch.nn.Module):
@@ -75,17 +76,17 @@ def evaluate(model, dataset, batch_size: int) -> dict:
 
 def train(args) -> dict:
     torch.manual_seed(args.seed)
+    selection = Selection.open(args.element, args.split, progress=False)  # one store, one resolved split
     kwargs = dict(cutoff=args.cutoff, dtype=torch.float32, progress=False)
-    train_set = TM23Dataset(args.element, args.split, "train", **kwargs)
-    test_set = TM23Dataset(args.element, args.split, "test", **kwargs)
-    frames = train_set.frames()
+    train_set, test_set = selection.to_pyg("train", **kwargs), selection.to_pyg("test", **kwargs)
+    frames = selection.frames("train")
     per_atom = frames.energy / frames.natoms
     model = PeriodicSchNet(args.cutoff, hidden=args.hidden, interactions=args.interactions,
                            shift=float(per_atom.mean()), scale=float(frames.forces.std()))  # fmt: skip
     # Loss in energy units: per-atom energy (eV), forces (eV/Å x 1 Å) and stress x volume per atom
     # (eV/Å³ x Å³), all divided by the force variance so that the loss starts near 1.
     f_var = max(float(frames.forces.var()), 1e-8)
-    has_stress = bool(frames.has_stress.all())
+    has_stress = selection.has_stress("train")
     before = evaluate(model, test_set, args.batch_size)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.steps, eta_min=args.lr / 20)

@@ -16,6 +16,7 @@ import platform
 import shlex
 from pathlib import Path
 
+from ..errors import UsageError
 from .. import __version__, elements
 from ..archive import members_from_regimes, write_archive
 from ..frames import Frames
@@ -25,7 +26,7 @@ from .settings import MDSettings, Settings
 def split_regime(frames: Frames, md: MDSettings) -> tuple[Frames, Frames]:
     """(train, test): the first ``md.n_train`` frames of the trajectory and the remaining ``md.n_test``."""
     if len(frames) != md.n_frames:
-        raise ValueError(f"{len(frames)} frames, but the protocol has {md.n_frames} per regime")
+        raise UsageError(f"{len(frames)} frames, but the protocol has {md.n_frames} per regime")
     return frames.take(range(md.n_train)), frames.take(range(md.n_train, md.n_frames))
 
 
@@ -82,13 +83,13 @@ def write_generated_archive(path: str | os.PathLike, per_element: dict, settings
         elements.get(element)
         missing = [r for r in elements.REGIMES if r not in per_regime]
         if missing:
-            raise ValueError(f"{element}: no frames for regime(s) {', '.join(missing)}; an archive needs all three")
+            raise UsageError(f"{element}: no frames for regime(s) {', '.join(missing)}; an archive needs all three")
         pairs = {}
         for regime in elements.REGIMES:
             value = per_regime[regime]
             train, test = value if isinstance(value, tuple) else split_regime(value, settings.md)
             if not len(train) or not len(test):
-                raise ValueError(
+                raise UsageError(
                     f"{element} {regime}: {len(train)} train and {len(test)} test frames; both must be non-empty"
                 )
             pairs[regime] = (train, test)

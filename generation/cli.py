@@ -13,6 +13,8 @@ Heavy modules are imported inside the commands, so ``tm23 --help`` stays fast.
 
 from __future__ import annotations
 
+from ..errors import UsageError
+
 import argparse
 import json
 import sys
@@ -180,7 +182,7 @@ def _changes(args) -> dict:
             changes[key] = value
     for item in getattr(args, "set", []) or []:
         if "=" not in item:
-            raise ValueError(f"--set takes KEY=VALUE, got {item!r}")
+            raise UsageError(f"--set takes KEY=VALUE, got {item!r}")
         key, value = item.split("=", 1)
         changes[key.strip()] = value
     return changes
@@ -206,7 +208,7 @@ def _user_structures(args, symbols, settings) -> dict:
     out = {}
     if getattr(args, "structure", None):
         if len(symbols) != 1:
-            raise ValueError("--structure FILE applies to one element; give one ELEMENT")
+            raise UsageError("--structure FILE applies to one element; give one ELEMENT")
         unit = read_structure_file(args.structure, symbols[0])
         out[symbols[0]] = build_supercell(symbols[0], settings.structure, unit_cell=unit,
                                           lattice_source=f"file {args.structure}", certainty="user")  # fmt: skip
@@ -227,7 +229,7 @@ def _user_structures(args, symbols, settings) -> dict:
 
 def cmd_structures(args) -> int:
     from .. import elements
-    from ..cli import _print_table
+    from ..tables import text_table
     from .structures import build_supercell, cell_from_frames, frames_from_archive, lattice
 
     settings = _settings(args)
@@ -260,7 +262,7 @@ def cmd_structures(args) -> int:
     header = ["El", "structure", "a/Å", "c/a", "supercell", "atoms", "vacancy", "certainty"]
     if args.archive:
         header += ["archive", "disagreements"]
-    _print_table(rows, header)
+    print(text_table(header, rows))
     print(f"\nRule {settings.structure.rule!r}, min length {settings.structure.min_length_A:g} Å, seed "
           f"{settings.structure.seed}. Certainty: archive = measured from published frames; pbe = Materials Project "
           "PBE value (structures.md); experimental = ASE reference data, PBE value unverified.")  # fmt: skip
@@ -324,11 +326,11 @@ def cmd_vasp_inputs(args) -> int:
     campaign = Campaign.create_or_update(args.root, args.elements, settings, changes)
     symbols = [e for e in (args.elements or campaign.elements)]
     if not symbols:
-        raise ValueError(f"no elements: give ELEMENT... (the campaign {args.root} has none yet)")
+        raise UsageError(f"no elements: give ELEMENT... (the campaign {args.root} has none yet)")
     if args.stage == "aimd":
         for el, sc in _user_structures(args, symbols, campaign.settings).items():
             if campaign.started(el) and not args.force:
-                raise ValueError(f"{el}: its AIMD has started with another structure; pass --force to replace it "
+                raise UsageError(f"{el}: its AIMD has started with another structure; pass --force to replace it "
                                  "(the runs already made stay as they are)")  # fmt: skip
             campaign.set_structure(sc)
         written = campaign.write_aimd_inputs(symbols, args.regimes, force=args.force)
@@ -363,7 +365,7 @@ def cmd_slurm_submit(args) -> int:
         changes = _changes(args)
         bad = [k for k in changes if not k.startswith("slurm.")]
         if bad:
-            raise ValueError(f"only slurm.* settings can change here ({', '.join(bad)}); use tm23 vasp-inputs")
+            raise UsageError(f"only slurm.* settings can change here ({', '.join(bad)}); use tm23 vasp-inputs")
         campaign.settings = campaign.settings.override(changes)
         campaign.save()
         _rewrite_scripts(campaign)
@@ -389,7 +391,7 @@ def _rewrite_scripts(campaign) -> None:
 
 
 def cmd_slurm_status(args) -> int:
-    from ..cli import _print_table
+    from ..tables import text_table
     from .slurm import Campaign
 
     campaign = Campaign.open(args.root)
@@ -403,7 +405,7 @@ def cmd_slurm_status(args) -> int:
         rows.append([key, f"{a['steps_done']}/{a['steps_total']}", a["status"], a["segments"],
                      labels["n_done"] if labels else "-", labels["n_failed"] if labels else "-",
                      labels["n_missing"] if labels else "-"])  # fmt: skip
-    _print_table(rows, ["run", "AIMD steps", "AIMD", "segments", "labels done", "failed", "missing"])
+    print(text_table(["run", "AIMD steps", "AIMD", "segments", "labels done", "failed", "missing"], rows))
     for folder, st in state["static"].items():
         for i, why in list(st["failed"].items())[:5]:
             print(f"  {folder} frame {i}: {why}")
@@ -447,7 +449,7 @@ def cmd_kpoints_write(args) -> int:
         if (rdir / "frames.xyz").is_file():
             pool += read_extracted(rdir)[0]
     if not pool:
-        raise ValueError(f"{el}: no extracted frames yet; run `tm23 vasp-inputs {args.root} {el} --stage labels` after "
+        raise UsageError(f"{el}: no extracted frames yet; run `tm23 vasp-inputs {args.root} {el} --stage labels` after "
                          "the AIMD (or at least one regime's AIMD)")  # fmt: skip
     pick = np.unique(np.linspace(0, len(pool) - 1, max(1, args.frames)).round().astype(int))
     meshes = [parse_mesh(m) for m in args.meshes.split(",") if m.strip()]

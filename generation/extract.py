@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import DataError, UsageError
 from .settings import MDSettings
 from .vaspout import VaspOutputError, VaspRun, read_incar, read_outcar, read_vasprun, read_xdatcar, vasprun_is_complete
 
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 _SEGMENT_RE = re.compile(r"^seg(\d+)$")
 
 
-class ExtractionError(ValueError):
+class ExtractionError(DataError):
     """The trajectory cannot give the frames asked for; the message says which file and what to do."""
 
 
@@ -120,7 +121,7 @@ def _choose(folder: Path, source: str) -> Path:
     if source != "auto":
         key = {"vasprun": "vasprun.xml", "xdatcar": "XDATCAR", "outcar": "OUTCAR"}.get(source)
         if key is None:
-            raise ValueError(f"source must be auto, vasprun, xdatcar or outcar, got {source!r}")
+            raise UsageError(f"source must be auto, vasprun, xdatcar or outcar, got {source!r}")
         if not files[key].is_file():
             raise ExtractionError(f"{folder}: no {key}")
         return files[key]

@@ -15,6 +15,8 @@ meshes tried were not dense enough to show convergence and the result says so (`
 
 from __future__ import annotations
 
+from ..errors import UsageError
+
 import os
 import re
 from dataclasses import dataclass, field
@@ -63,15 +65,15 @@ def choose_kmesh(
 ) -> KpointChoice:
     """The first converged mesh among ``results`` (any order; sorted by number of k-points)."""
     if len(results) < 2:
-        raise ValueError("k-point convergence needs results at two meshes at least")
+        raise UsageError("k-point convergence needs results at two meshes at least")
     if force_metric not in ("rms", "max"):
-        raise ValueError(f"force_metric must be 'rms' or 'max', got {force_metric!r}")
+        raise UsageError(f"force_metric must be 'rms' or 'max', got {force_metric!r}")
     ordered = sorted(results, key=lambda r: (int(np.prod(r.mesh)), max(r.mesh), tuple(r.mesh)))
     ref = ordered[-1]
     n_frames = len(ref.energies_eV)
     for r in ordered:
         if len(r.energies_eV) != n_frames or list(r.natoms) != list(ref.natoms):
-            raise ValueError(f"mesh {'x'.join(map(str, r.mesh))} has results for other frames than the reference "
+            raise UsageError(f"mesh {'x'.join(map(str, r.mesh))} has results for other frames than the reference "
                              f"{'x'.join(map(str, ref.mesh))}; every mesh needs the same frames")  # fmt: skip
     rows = []
     for r in ordered:
@@ -102,10 +104,10 @@ def choose_kmesh(
 def parse_mesh(text: str) -> tuple[int, int, int]:
     m = _MESH_RE.match(text.strip())
     if not m:
-        raise ValueError(f"k-mesh must look like 3x3x5, got {text!r}")
+        raise UsageError(f"k-mesh must look like 3x3x5, got {text!r}")
     mesh = tuple(int(x) for x in m.groups())
     if min(mesh) < 1:
-        raise ValueError(f"k-mesh must be positive, got {text!r}")
+        raise UsageError(f"k-mesh must be positive, got {text!r}")
     return mesh  # type: ignore[return-value]
 
 
@@ -138,7 +140,7 @@ def read_convergence_dir(root: str | os.PathLike) -> tuple[list[MeshResults], li
                 problems.append(result.message)
     common = sorted(set.intersection(*(set(v) for v in parsed.values()))) if parsed else []
     if not common:
-        raise ValueError(f"{root}: no frame has a converged static result at every mesh"
+        raise UsageError(f"{root}: no frame has a converged static result at every mesh"
                          + (f" ({problems[0]})" if problems else ""))  # fmt: skip
     out = []
     for mesh, by_id in parsed.items():

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 
+from ..errors import StepError, UsageError
 from .. import elements
 from ..frames import Frames
 from .settings import Settings
@@ -45,7 +46,7 @@ EMT_ELEMENTS = frozenset({"Ag", "Au", "Cu", "Ni", "Pd", "Pt"})
 CALCULATORS = ("auto", "chgnet", "emt")
 
 
-class CalculatorUnavailable(RuntimeError):
+class CalculatorUnavailable(StepError):
     """The calculator asked for cannot be used for this element (or is not installed)."""
 
 
@@ -71,7 +72,7 @@ def resolve_calculator(name: str, element: str) -> str:
     """The concrete calculator ("chgnet" or "emt") that ``name`` means for ``element``."""
     elements.get(element)
     if name not in CALCULATORS:
-        raise ValueError(f"calculator must be one of {', '.join(CALCULATORS)}, got {name!r}")
+        raise UsageError(f"calculator must be one of {', '.join(CALCULATORS)}, got {name!r}")
     if name == "auto":
         if chgnet_available():
             return "chgnet"
@@ -215,13 +216,13 @@ def _check_md(atoms, element: str, regime: str, step: int, temperature: float) -
     _, d = get_distances(atoms.positions, cell=atoms.cell, pbc=True)
     np.fill_diagonal(d, np.inf)
     if d.min() < 1.0 or not np.isfinite(atoms.positions).all():
-        raise RuntimeError(
+        raise StepError(
             f"{element} {regime}: at MD step {step} two atoms are {d.min():.2f} Å apart; the MD is unstable "
             "(reduce --timestep-fs or check the calculator)"
         )
     t_now = atoms.get_temperature()
     if t_now > 20 * max(temperature, 50):
-        raise RuntimeError(f"{element} {regime}: kinetic temperature {t_now:.0f} K at step {step} (target "
+        raise StepError(f"{element} {regime}: kinetic temperature {t_now:.0f} K at step {step} (target "
                            f"{temperature:.0f} K); the MD is unstable")  # fmt: skip
 
 

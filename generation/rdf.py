@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import UsageError
 from .. import elements
 
 
@@ -100,7 +101,7 @@ def rdf_from_store(store, *, r_max: float = 6.0, n_bins: int = 120, every: int =
         out[regime] = total / len(idx)
         counts[regime] = int(len(idx))
     if not out:
-        raise ValueError(f"{store.element}: no frame has a known regime; cannot compute per-regime g(r)")
+        raise UsageError(f"{store.element}: no frame has a known regime; cannot compute per-regime g(r)")
     return RDF(r, out, counts, store.element)
 
 

@@ -23,6 +23,7 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from ..errors import UsageError
 from .. import elements
 
 #: Materials Project's default PAW datasets (pymatgen MPRelaxSet, functional "PBE") for the 27 metals.
@@ -104,22 +105,22 @@ class MDSettings:
         self.regimes = tuple(self.regimes)
         for name in ("timestep_fs", "interval_fs"):
             if not getattr(self, name) > 0:
-                raise ValueError(f"md.{name} must be > 0, got {getattr(self, name)}")
+                raise UsageError(f"md.{name} must be > 0, got {getattr(self, name)}")
         if self.equilibration_fs < 0:
-            raise ValueError(f"md.equilibration_fs must be >= 0, got {self.equilibration_fs}")
+            raise UsageError(f"md.equilibration_fs must be >= 0, got {self.equilibration_fs}")
         if int(self.n_frames) != self.n_frames or self.n_frames < 2:
-            raise ValueError(f"md.n_frames must be an integer >= 2 (one train and one test frame), got {self.n_frames}")
+            raise UsageError(f"md.n_frames must be an integer >= 2 (one train and one test frame), got {self.n_frames}")
         for name in ("equilibration_fs", "interval_fs"):
             steps = getattr(self, name) / self.timestep_fs
             if abs(steps - round(steps)) > 1e-9:
-                raise ValueError(
+                raise UsageError(
                     f"md.{name} = {getattr(self, name)} fs is not a whole number of {self.timestep_fs} fs time steps"
                 )
         if not 0 < self.train_fraction < 1:
-            raise ValueError(f"md.train_fraction must be between 0 and 1, got {self.train_fraction}")
+            raise UsageError(f"md.train_fraction must be between 0 and 1, got {self.train_fraction}")
         for regime in self.regimes:
             if regime not in elements.REGIMES:
-                raise ValueError(f"unknown regime {regime!r} in md.regimes; TM23 regimes are {elements.REGIMES}")
+                raise UsageError(f"unknown regime {regime!r} in md.regimes; TM23 regimes are {elements.REGIMES}")
 
     @property
     def equilibration_steps(self) -> int:
@@ -182,9 +183,9 @@ class StructureSettings:
 
     def __post_init__(self) -> None:
         if self.rule not in SUPERCELL_RULES:
-            raise ValueError(f"structure.rule must be one of {', '.join(SUPERCELL_RULES)}, got {self.rule!r}")
+            raise UsageError(f"structure.rule must be one of {', '.join(SUPERCELL_RULES)}, got {self.rule!r}")
         if not self.min_length_A > 0:
-            raise ValueError(f"structure.min_length_A must be > 0, got {self.min_length_A}")
+            raise UsageError(f"structure.min_length_A must be > 0, got {self.min_length_A}")
 
 
 SUPERCELL_RULES = ("vectors", "images", "tm23")
@@ -207,14 +208,14 @@ class VaspSettings:
     def incar(self, stage: str) -> dict:
         """Merged INCAR tags of ``stage`` ("aimd" or "static"), stage tags overriding common ones."""
         if stage not in ("aimd", "static"):
-            raise ValueError(f"stage must be 'aimd' or 'static', got {stage!r}")
+            raise UsageError(f"stage must be 'aimd' or 'static', got {stage!r}")
         out = dict(self.incar_common)
         out.update(self.incar_aimd if stage == "aimd" else self.incar_static)
         return {k.upper(): v for k, v in out.items() if v is not None}
 
     def potcar_symbol(self, element: str) -> str:
         if element not in self.potcar:
-            raise ValueError(f"no PAW dataset chosen for {element}; set one with --set vasp.potcar.{element}=NAME")
+            raise UsageError(f"no PAW dataset chosen for {element}; set one with --set vasp.potcar.{element}=NAME")
         return self.potcar[element]
 
 
@@ -248,7 +249,7 @@ class SlurmSettings:
     def __post_init__(self) -> None:
         for name in ("chunk_size", "max_concurrent", "max_array_size", "nodes"):
             if int(getattr(self, name)) < 1:
-                raise ValueError(f"slurm.{name} must be >= 1, got {getattr(self, name)}")
+                raise UsageError(f"slurm.{name} must be >= 1, got {getattr(self, name)}")
 
 
 @dataclass
@@ -276,11 +277,11 @@ class Settings:
         try:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as err:
-            raise ValueError(f"{path}, line {err.lineno}: not valid JSON ({err.msg})") from None
+            raise UsageError(f"{path}, line {err.lineno}: not valid JSON ({err.msg})") from None
         try:
             return cls.from_dict(data)
         except (ValueError, TypeError) as err:
-            raise ValueError(f"{path}: {err}") from None
+            raise UsageError(f"{path}: {err}") from None
 
     def override(self, changes: dict) -> Settings:
         """A copy with ``changes`` applied: nested dicts ({"md": {"n_frames": 50}}) or dotted keys
@@ -312,21 +313,21 @@ _FREE_FORM = {("vasp", "incar_common"), ("vasp", "incar_aimd"), ("vasp", "incar_
 def _assign(data: dict, key: str, value) -> None:
     parts = key.split(".")
     if parts[0] not in data:
-        raise ValueError(f"unknown setting {key!r}: sections are {', '.join(data)}")
+        raise UsageError(f"unknown setting {key!r}: sections are {', '.join(data)}")
     section = data[parts[0]]
     if len(parts) < 2 or parts[1] not in section:
         choices = ", ".join(f"{parts[0]}.{k}" for k in section)
-        raise ValueError(f"unknown setting {key!r}; {parts[0]} settings are: {choices}")
+        raise UsageError(f"unknown setting {key!r}; {parts[0]} settings are: {choices}")
     if (parts[0], parts[1]) in _FREE_FORM:
         target = section[parts[1]]
         if len(parts) == 2:
             if not isinstance(value, dict):
-                raise ValueError(f"setting {key!r} takes a mapping, e.g. --set {key}.NAME=VALUE")
+                raise UsageError(f"setting {key!r} takes a mapping, e.g. --set {key}.NAME=VALUE")
             for name, item in value.items():
                 _assign(data, f"{key}.{name}", item)
             return
         if len(parts) != 3:
-            raise ValueError(f"setting {key!r}: expected {parts[0]}.{parts[1]}.NAME")
+            raise UsageError(f"setting {key!r}: expected {parts[0]}.{parts[1]}.NAME")
         name = parts[2].upper() if parts[1].startswith("incar") else parts[2]
         if parts[1].startswith("incar"):
             target.pop(name, None)
@@ -339,7 +340,7 @@ def _assign(data: dict, key: str, value) -> None:
             target[name] = str(value)
         return
     if len(parts) != 2:
-        raise ValueError(f"unknown setting {key!r}")
+        raise UsageError(f"unknown setting {key!r}")
     old = section[parts[1]]
     section[parts[1]] = _coerce(value, old, key)
 
@@ -353,7 +354,7 @@ def _coerce(value, old, key: str):
             return True
         if text.lower() in ("0", "false", "no", "off", ".false.", "f"):
             return False
-        raise ValueError(f"setting {key!r} takes true or false, got {value!r}")
+        raise UsageError(f"setting {key!r} takes true or false, got {value!r}")
     if text.lower() in ("none", "null", ""):
         return None
     try:
@@ -362,7 +363,7 @@ def _coerce(value, old, key: str):
         if isinstance(old, float):
             return float(text)
     except ValueError:
-        raise ValueError(f"setting {key!r} takes a {type(old).__name__}, got {value!r}") from None
+        raise UsageError(f"setting {key!r} takes a {type(old).__name__}, got {value!r}") from None
     if isinstance(old, (list, tuple)):
         return [t for t in (s.strip() for s in text.split(",")) if t]
     return text
@@ -374,9 +375,9 @@ def _parse_mesh(value, key: str) -> list[int]:
     try:
         mesh = [int(v) for v in value]
     except (TypeError, ValueError):
-        raise ValueError(f"setting {key!r} takes three integers such as 3x3x5, got {value!r}") from None
+        raise UsageError(f"setting {key!r} takes three integers such as 3x3x5, got {value!r}") from None
     if len(mesh) != 3 or min(mesh) < 1:
-        raise ValueError(f"setting {key!r} takes three positive integers such as 3x3x5, got {value!r}")
+        raise UsageError(f"setting {key!r} takes three positive integers such as 3x3x5, got {value!r}")
     return mesh
 
 
@@ -409,6 +410,6 @@ def _build(data: dict) -> Settings:
         values = data.get(name, {})
         unknown = set(values) - known
         if unknown:
-            raise ValueError(f"unknown setting(s) {', '.join(sorted(f'{name}.{k}' for k in unknown))}")
+            raise UsageError(f"unknown setting(s) {', '.join(sorted(f'{name}.{k}' for k in unknown))}")
         built[name] = cls(**values)
     return Settings(**built)

@@ -36,6 +36,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import StepError, UsageError
 from .. import elements
 from ..atomic import write_atomic
 from .settings import Settings
@@ -47,7 +48,7 @@ DONE = "done"
 STALE = "stale"  #: a label made with other INCAR/KPOINTS/POTCAR than the current ones
 
 
-class CampaignError(RuntimeError):
+class CampaignError(StepError):
     """The campaign folder is missing something; the message says what to run first."""
 
 
@@ -597,7 +598,7 @@ def plan(campaign: Campaign, stage: str, element_symbols=None, regimes=None, *, 
          active_jobs: set[str] | None = None, write_state: bool = True) -> list[Planned]:  # fmt: skip
     """The sbatch calls that cover what is not done (nothing is submitted)."""
     if stage not in STAGES:
-        raise ValueError(f"stage must be one of {', '.join(STAGES)}, got {stage!r}")
+        raise UsageError(f"stage must be one of {', '.join(STAGES)}, got {stage!r}")
     state = campaign.refresh_state(write=write_state)
     active = active_jobs if active_jobs is not None else _active_jobs(campaign, state)
     busy = _busy(state, active)

@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import DataError, StepError, UsageError
 from .. import elements
 from .settings import SUPERCELL_RULES, StructureSettings
 
@@ -47,7 +48,7 @@ ALPHA_MN_BASIS = ((0.0, 0.0, 0.0), (0.3179, 0.3179, 0.3179), (0.3571, 0.3571, 0.
 CERTAINTIES = ("archive", "pbe", "experimental", "user")
 
 
-class StructureError(ValueError):
+class StructureError(DataError):
     """A structure file, Materials Project entry or archive cell that cannot be used; says which and why."""
 
 
@@ -168,7 +169,7 @@ def supercell_repeat(cell, min_length_A: float = 7.0, rule: str = "vectors") -> 
         lengths = np.linalg.norm(cell, axis=1)
         return tuple(max(1, int(math.ceil(min_length_A / length - 1e-9))) for length in lengths)  # type: ignore[return-value]
     if rule != "images":
-        raise ValueError(f"rule must be 'vectors' or 'images' here, got {rule!r}")
+        raise UsageError(f"rule must be 'vectors' or 'images' here, got {rule!r}")
     # perpendicular widths bound the search: with n_i = ceil(L / w_i) every image is at least L away
     upper = [max(1, int(math.ceil(min_length_A / w - 1e-9))) for w in perpendicular_widths(cell)]
     best = None
@@ -259,7 +260,7 @@ def build_supercell(
     if repeat is not None:
         repeat = tuple(int(n) for n in repeat)  # type: ignore[assignment]
         if len(repeat) != 3 or min(repeat) < 1:
-            raise ValueError(f"repeat must be three positive integers, got {repeat}")
+            raise UsageError(f"repeat must be three positive integers, got {repeat}")
         rule = "explicit"
     elif (
         rule == "tm23" and entry.tm23_repeat is not None and unit_cell is not None and _is_table_cell(unit_cell, entry)
@@ -325,7 +326,7 @@ def conventional_standard(atoms):
         from pymatgen.io.ase import AseAtomsAdaptor
         from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
     except ImportError:
-        raise RuntimeError(
+        raise StepError(
             "standardising a structure needs pymatgen (pip install 'tm23data[generation]'); or pass "
             "--no-standardize to use the file's cell as it is"
         ) from None
@@ -367,13 +368,13 @@ def from_materials_project(element: str, *, mp_id: str | None = None, api_key: s
         try:
             from mp_api.client import MPRester
         except ImportError:
-            raise RuntimeError(
+            raise StepError(
                 "the Materials Project needs the mp-api package (pip install mp-api) and an API key in MP_API_KEY; "
                 "or pass --structure FILE (CIF/POSCAR)"
             ) from None
         key = api_key or os.environ.get("MP_API_KEY") or os.environ.get("PMG_MAPI_KEY")
         if not key:
-            raise RuntimeError("no Materials Project API key: set MP_API_KEY (https://materialsproject.org/api)")
+            raise StepError("no Materials Project API key: set MP_API_KEY (https://materialsproject.org/api)")
         with MPRester(key) as mpr:
             entries = _mp_entries(mpr, mp_id)
     else:

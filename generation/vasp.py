@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import UsageError, StepError
 from .. import elements
 from ..atomic import write_atomic
 from .settings import Settings, VaspSettings
@@ -67,7 +68,7 @@ def format_poscar(symbols, cell, positions, comment: str = "") -> str:
             counts[-1] += 1
         else:
             if s in species:
-                raise ValueError("format_poscar: atoms of one species must be contiguous")
+                raise UsageError("format_poscar: atoms of one species must be contiguous")
             species.append(s)
             counts.append(1)
     out = [comment.replace("\n", " ") or " ".join(species), "1.0"]
@@ -113,7 +114,7 @@ def potcar_files(element: str, vasp: VaspSettings) -> dict[str, str]:
         try:
             potcar = Potcar([name], functional=vasp.potcar_functional)
         except Exception as err:  # noqa: BLE001 - pymatgen raises many types for missing/odd PAW files
-            raise RuntimeError(
+            raise StepError(
                 f"{element}: pymatgen is configured with PAW files ({pymatgen_psp_dir()}) but cannot give "
                 f"{name} for functional {vasp.potcar_functional} ({type(err).__name__}: {err}). Fix PMG_VASP_PSP_DIR or choose another "
                 f"dataset with --set vasp.potcar.{element}=NAME"
@@ -239,7 +240,7 @@ def write_static_inputs(
     directory = Path(directory)
     frames = list(frames)
     if not frames:
-        raise ValueError(f"{element} {regime}: no frames to label")
+        raise UsageError(f"{element} {regime}: no frames to label")
     symbols0, cell0, _ = _unpack(frames[0])
     mesh, mesh_source = (list(kmesh), "given") if kmesh is not None else static_kmesh(element, cell0, settings.vasp)
     shared = {

@@ -10,6 +10,8 @@ Every error names the file, and the line where the problem is when there is one.
 
 from __future__ import annotations
 
+from ..errors import DataError
+
 import os
 import re
 import xml.etree.ElementTree as ET
@@ -26,7 +28,7 @@ def _kbar() -> float:
     return 0.1 * GPa
 
 
-class VaspOutputError(ValueError):
+class VaspOutputError(DataError):
     """Unreadable or inconsistent VASP output; the message names the file (and line)."""
 
 

@@ -58,7 +58,7 @@ def test_symlink_member_is_refused(tmp_path):
 
 def test_member_size_is_bounded(tmp_path, monkeypatch):
     path = _zip(tmp_path / "big.zip", [("benchmarking_master_collection/Cu_cold_nequip_train.xyz", b"1" * 5000)])
-    monkeypatch.setattr(archive_mod, "MAX_MEMBER_BYTES", 4096)
+    monkeypatch.setenv("TM23_MAX_MEMBER_BYTES", "4096")
     with pytest.raises(UnsafeArchiveError, match="over the 4096-byte limit"):
         Archive(path)
 

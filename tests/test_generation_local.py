@@ -24,7 +24,7 @@ def test_generate_cu_with_emt_is_loadable(tmp_path, tm23_home, monkeypatch, caps
     md5 = text.split("md5:")[1].split()[0]
     # the exact follow-up commands are printed
     assert f"tm23 import {archive} --md5 {md5}" in text and f"export TM23_MD5={md5}" in text
-    from tm23data.fetch import file_md5
+    from tm23data.hashes import file_md5
 
     assert file_md5(archive) == md5 and (out / (archive.name + ".md5")).read_text().split()[0] == md5
     with zipfile.ZipFile(archive) as zf:

@@ -153,7 +153,7 @@ def test_member_without_forces_is_refused(tm23_home, tmp_path, monkeypatch):
 def test_frame_without_atoms_is_refused_with_its_member(tm23_home, tmp_path, monkeypatch):
     import zipfile
 
-    from tm23data.fetch import file_md5
+    from tm23data.hashes import file_md5
 
     good = tmp_path / "good.zip"
     write_archive(good, {"Cu": synthetic_members("Cu", 2, 1)})

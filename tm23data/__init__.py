@@ -18,12 +18,14 @@ _LAZY = {
     "TM23Dataset": ("tm23data.pyg", "TM23Dataset"),
     "Evaluator": ("tm23data.metrics", "Evaluator"),
     "fit_power_law": ("tm23data.metrics", "fit_power_law"),
+    "Selection": ("tm23data.selection", "Selection"),
     "load_store": ("tm23data.store", "load_store"),
     "resolve_split": ("tm23data.splits", "resolve_split"),
     "STANDARD_SPLITS": ("tm23data.splits", "STANDARD_SPLITS"),
     "Frames": ("tm23data.frames", "Frames"),
     "read_extxyz": ("tm23data.extxyz", "read_extxyz"),
     "import_archive": ("tm23data.fetch", "import_archive"),
+    "TM23Error": ("tm23data.errors", "TM23Error"),
     "ArchiveSource": ("tm23data.config", "ArchiveSource"),
 }
 

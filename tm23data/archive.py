@@ -15,19 +15,18 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
-from . import elements, manifest
+from .errors import DataError, UsageError
+from . import config, elements, manifest
 from .atomic import atomic_path, write_atomic
 from .frames import Frames
 
-#: Largest member accepted (bytes, uncompressed). The largest published member is a few tens of MB.
-MAX_MEMBER_BYTES = int(os.environ.get("TM23_MAX_MEMBER_BYTES", 2 << 30))
 #: Largest compression ratio accepted (text extxyz deflates ~3-5x; zip bombs reach thousands).
 MAX_RATIO = 100
 PROVENANCE_NAME = f"{manifest.MEMBER_DIR}/PROVENANCE.json"
 _MEMBER_RE = re.compile(rf"^{manifest.MEMBER_DIR}/([A-Z][a-z]?)_([a-z0-9_]+)\.xyz$")
 
 
-class ArchiveError(ValueError):
+class ArchiveError(DataError):
     """The archive lacks what is needed or is damaged; the message names the archive and member."""
 
 
@@ -126,9 +125,10 @@ def _check_member(path: Path, info: zipfile.ZipInfo) -> None:
     mode = info.external_attr >> 16
     if stat.S_ISLNK(mode):
         raise UnsafeArchiveError(f"{path}: member {name!r} is a symbolic link; archive refused")
-    if info.file_size > MAX_MEMBER_BYTES:
+    limit = config.max_member_bytes()
+    if info.file_size > limit:
         raise UnsafeArchiveError(
-            f"{path}: member {name!r} declares {info.file_size} bytes, over the {MAX_MEMBER_BYTES}-byte limit "
+            f"{path}: member {name!r} declares {info.file_size} bytes, over the {limit}-byte limit "
             "(raise TM23_MAX_MEMBER_BYTES if you trust this archive)"
         )
     if info.compress_size and info.file_size / info.compress_size > MAX_RATIO and info.file_size > 1 << 20:
@@ -147,7 +147,7 @@ def members_from_regimes(per_regime: dict[str, tuple[Frames, Frames]]) -> dict[s
     files, and 2700cwm = cold, warm, melt training frames (and test frames) concatenated in that order."""
     missing = [r for r in elements.REGIMES if r not in per_regime]
     if missing:
-        raise ValueError(f"frames missing for regime(s) {', '.join(missing)}")
+        raise UsageError(f"frames missing for regime(s) {', '.join(missing)}")
     out: dict[str, Frames] = {}
     for regime in elements.REGIMES:
         train, test = per_regime[regime]
@@ -165,14 +165,14 @@ def write_archive(
 
     The file appears atomically; returns its md5 (the value to give as ``TM23_MD5``)."""
     from .extxyz import format_extxyz
-    from .fetch import file_md5
+    from .hashes import file_md5
 
     with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for element, kinds in members.items():
             elements.get(element)
             unknown = set(kinds) - set(manifest.KIND_BY_NAME)
             if unknown:
-                raise ValueError(f"unknown member kind(s) {sorted(unknown)} for {element}")
+                raise UsageError(f"unknown member kind(s) {sorted(unknown)} for {element}")
             for kind, frames in kinds.items():
                 zf.writestr(_zipinfo(manifest.member_name(element, kind)), format_extxyz(frames))
         if provenance is not None:

@@ -1,10 +1,15 @@
-"""The ``tm23`` command. Subcommands mirror the package: info, download, import, verify, splits, stats
-(data layer); other subpackages add theirs through a ``register(subparsers)`` function."""
+"""The ``tm23`` command. Subcommands mirror the package: info, download, import, verify, splits, stats, export
+(the data layer, here); the generation and baselines subpackages, and any installed package, add theirs through
+the entry-point group ``tm23data.cli`` (a ``register(subparsers)`` function each).
+
+The command only parses and prints: every decision is the library's. Errors the package raises on purpose
+(:class:`tm23data.errors.TM23Error`) and OS errors are printed as one line naming what to fix; ``-v`` shows
+the traceback. Global options (``--home``, ``--offline``, ``-v``) work before or after the subcommand.
+"""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 import os
@@ -14,37 +19,71 @@ import numpy as np
 
 from . import __version__, elements, manifest
 from .atomic import write_atomic
+from .errors import TM23Error, UsageError
+from .tables import text_table
 
-#: Modules that add subcommands; each has ``register(subparsers)`` and imports nothing heavy at import time.
-EXTENSIONS = ("tm23data.export", "tm23data.generation.cli", "tm23data.baselines.cli")
+#: Entry-point group of the modules that add subcommands; each entry is a ``register(subparsers)`` function
+#: that imports nothing heavy.
+EXTENSION_GROUP = "tm23data.cli"
 
 
 def main(argv: list[str] | None = None) -> int:
+    from . import config
+
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.home:
-        os.environ["TM23_HOME"] = args.home
-    if args.offline:
-        os.environ["TM23_OFFLINE"] = "1"
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s")
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        with config.settings(home=args.home, offline_reason="--offline was given" if args.offline else None):
+            return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # e.g. `tm23 info | head`
         sys.stderr.close()
         return 0
-    except (ValueError, KeyError, RuntimeError, OSError) as err:
+    except (TM23Error, OSError) as err:
         if args.verbose:
             raise
-        print(f"tm23 {args.command}: error: {err}", file=sys.stderr)
+        print(f"tm23 {args.command}: error: {one_line(err)}", file=sys.stderr)
         return 1
 
 
+def one_line(err: BaseException) -> str:
+    """The error's message on one line (an OSError without a message gets its class name and file)."""
+    text = str(err) or type(err).__name__
+    if isinstance(err, OSError) and err.filename and str(err.filename) not in text:
+        text = f"{err.filename}: {text}"
+    return " ".join(text.split())
+
+
+# --------------------------------------------------------------------------------------------------
+# Parser
+
+
+def _global_options(p: argparse.ArgumentParser, *, suppress: bool) -> None:
+    """--home, --offline, -v. On subcommands their default is SUPPRESS, so that a value given before the
+    subcommand is not reset by the subcommand's parser."""
+    kw = {"default": argparse.SUPPRESS} if suppress else {}
+    p.add_argument("--home", metavar="DIR", help="cache root (overrides TM23_HOME)", **kw)
+    p.add_argument("--offline", action="store_true", help="never touch the network (as TM23_OFFLINE=1)", **kw)
+    p.add_argument("-v", "--verbose", action="store_true", help="log more and show tracebacks", **kw)
+
+
+def _leaf_parsers(parser: argparse.ArgumentParser):
+    """Every parser below ``parser`` (subcommands, and their sub-subcommands)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                yield sub
+                yield from _leaf_parsers(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from importlib.metadata import entry_points
+
     parser = argparse.ArgumentParser(
         prog="tm23",
         description="The TM23 transition-metal benchmark: download, verify, inspect, split and use it.",
@@ -52,30 +91,39 @@ def build_parser() -> argparse.ArgumentParser:
         "TM23_OFFLINE=1 (never use the network).",
     )
     parser.add_argument("--version", action="version", version=f"tm23data {__version__}")
-    parser.add_argument("--home", help="cache root (overrides TM23_HOME)")
-    parser.add_argument("--offline", action="store_true", help="never touch the network (as TM23_OFFLINE=1)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log more and show tracebacks")
+    _global_options(parser, suppress=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    register(sub)
+    for entry in sorted(entry_points(group=EXTENSION_GROUP), key=lambda e: e.name):
+        entry.load()(sub)
+    for p in _leaf_parsers(parser):
+        _global_options(p, suppress=True)
+    return parser
+
+
+def register(sub) -> None:
+    """The data layer's subcommands."""
+    from .export import FORMATS
 
     p = sub.add_parser("info", help="the 27 metals, their temperatures, and where the archive lives",
-                       description="Print the table of the 27 TM23 metals (or one of them) and the archive's record.")  # fmt: skip
-    p.add_argument("elements", nargs="*", metavar="ELEMENT")
+                       description="Print the table of the 27 TM23 metals (or some of them) and the archive's record.")  # fmt: skip
+    p.add_argument("elements", nargs="*", metavar="ELEMENT", help="default: all 27")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("download", help="fetch the archive and build the cache (all 27 metals by default)",
                        description="Download and verify the archive (resuming, retrying, trying mirrors), then build "
                        "the HDF5 cache of the given elements so later loads work offline.")  # fmt: skip
-    p.add_argument("elements", nargs="*", metavar="ELEMENT")
+    p.add_argument("elements", nargs="*", metavar="ELEMENT", help="default: every element in the archive")
     p.add_argument("--archive-only", action="store_true", help="only fetch and verify the zip")
     p.add_argument("--extract", metavar="DIR", help="also write the 8 raw .xyz members per element into DIR")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_download)
 
     p = sub.add_parser("import", help="adopt a manually downloaded (or self-built) archive after verifying it",
                        description="Check the zip's md5 (the published one, TM23_MD5, or --md5) and copy it into "
                        "the cache atomically.")  # fmt: skip
-    p.add_argument("path", metavar="PATH.zip")
+    p.add_argument("path", metavar="PATH.zip", help="the archive to import")
     p.add_argument("--md5", help="expected md5 of an archive you built or mirrored yourself")
     p.set_defaults(func=cmd_import)
 
@@ -83,55 +131,56 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Recompute the archive's md5, check every cached store against its content "
                        "hashes (rebuilding damaged ones), and report how members and splits overlap.")  # fmt: skip
     p.add_argument("elements", nargs="*", metavar="ELEMENT", help="default: every element cached or in the archive")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("splits", help="standard splits of an element: sizes and manifest hashes",
                        description="Resolve the standard splits against the cache and print their sizes and "
                        "hashes; --json writes the frozen manifests (frame ids per subset).")  # fmt: skip
-    p.add_argument("element", metavar="ELEMENT")
+    p.add_argument("element", metavar="ELEMENT", help="a TM23 symbol, e.g. Ti")
     p.add_argument("--split", action="append", help="only these splits (repeatable; any {regime}_N works)")
     p.add_argument("--validation", type=float, help="carve this fraction of train for validation (paper: 0.1)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the validation carve (default 0)")
     p.add_argument("--json", metavar="OUT", help="write the manifests to OUT ('-' for stdout)")
     p.set_defaults(func=cmd_splits)
 
     p = sub.add_parser("stats", help="frames, atoms and label magnitudes (MAV) per regime",
                        description="Per regime: frames, atoms per frame, mean absolute values of energy per atom, "
                        "forces and stress (the denominators of the paper's % error).")  # fmt: skip
-    p.add_argument("elements", nargs="+", metavar="ELEMENT")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("elements", nargs="+", metavar="ELEMENT", help="one or more TM23 symbols")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_stats)
 
-    for module in EXTENSIONS:
-        try:
-            importlib.import_module(module).register(sub)
-        except ModuleNotFoundError as err:
-            if not module.startswith(err.name or "\0"):
-                raise
-    return parser
+    p = sub.add_parser("export", help="write a split as extxyz, Parquet, a Hugging Face dataset folder or an ASE database",
+                       description="Write each subset (train/[validation]/test) of a split of one or more elements into "
+                       "the folder OUT (one set of files, or one config, per element): extxyz files (ASE, nequip, "
+                       "Allegro, MACE), Parquet files, a Hugging Face Hub dataset folder (Parquet + README.md card; "
+                       "upload it with `hf upload USER/NAME OUT . --repo-type dataset`), or an ASE SQLite database. "
+                       "Example: tm23 export Cu out/ --split full --format hf")  # fmt: skip
+    p.add_argument("element", metavar="ELEMENT", help="a TM23 symbol, or several separated by commas (Cu,Ti)")
+    p.add_argument("out", metavar="OUT", help="output folder (created if needed)")
+    p.add_argument("--split", default="full", help="standard split (default: full; see `tm23 splits ELEMENT`)")
+    p.add_argument("--format", choices=FORMATS, default="extxyz", help="output format (default: extxyz)")
+    p.add_argument("--validation", type=float, help="carve this fraction of train into a validation subset")
+    p.add_argument("--seed", type=int, default=0, help="seed of the validation carve (default 0)")
+    p.add_argument("--config", dest="config_name", help="hf format: config name (default ELEMENT_SPLIT)")
+    p.add_argument("--overwrite", action="store_true", help="replace files that already exist")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_export)
 
 
-def _print_table(rows: list[list], header: list[str]) -> None:
-    """Columns whose cells are all numbers are right-aligned, the rest left-aligned."""
-    cells = [[("-" if c is None else str(c)) for c in r] for r in rows]
-    numeric = [all(_is_number(r[i]) for r in cells) and bool(cells) for i in range(len(header))]
-    widths = [max(len(r[i]) for r in [header, *cells]) for i in range(len(header))]
-    for k, r in enumerate([header, *cells]):
-        print("  ".join(c.rjust(w) if num else c.ljust(w) for c, w, num in zip(r, widths, numeric)).rstrip())
-        if k == 0:
-            print("  ".join("-" * w for w in widths))
+def symbols_arg(text: str) -> list[str]:
+    """``Cu,Ti`` -> ``["Cu", "Ti"]`` (validated)."""
+    return elements.resolve([s.strip() for s in text.split(",") if s.strip()])
 
 
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return text == "-"
+def check_fraction(value: float | None, what: str = "--validation") -> None:
+    if value is not None and not 0 < value < 1:
+        raise UsageError(f"{what} must be a fraction between 0 and 1 (paper: 0.1), got {value}")
 
 
 # --------------------------------------------------------------------------------------------------
+# Commands
 
 
 def cmd_info(args) -> int:
@@ -150,8 +199,8 @@ def cmd_info(args) -> int:
     rows = [[e.symbol, e.Z, e.group, e.period, e.structure, e.mp_id, f"{e.melting_K:.0f}",
              *(f"{e.temperature(r):.1f}" for r in elements.REGIMES), _short(e.note, 60 if len(chosen) > 1 else 0)]
             for e in chosen]  # fmt: skip
-    _print_table(rows, ["El", "Z", "group", "period", "structure", "mp-id", "T_melt/K", "cold/K", "warm/K", "melt/K",
-                        "note"])  # fmt: skip
+    print(text_table(["El", "Z", "group", "period", "structure", "mp-id", "T_melt/K", "cold/K", "warm/K", "melt/K",
+                      "note"], rows))  # fmt: skip
     print(f"\nArchive: {manifest.ARCHIVE_NAME} (md5 {manifest.ARCHIVE_MD5}), DOI {manifest.DOI}, {manifest.LICENSE}")
     print("AIMD: NVT Nosé-Hoover, 5 fs, 55 ps; frames every 50 fs after 5 ps; 0.25/0.75/1.25 x T_melt.")
     return 0
@@ -167,14 +216,13 @@ def cmd_download(args) -> int:
     from .store import load_store
 
     progress = not args.no_progress
+    chosen = elements.resolve(args.elements) if args.elements else None  # names checked before any download
     path = fetch_archive(progress=progress)
     print(f"archive: {path}")
     if args.archive_only:
         return 0
     with Archive(path) as archive:
-        present = archive.elements()
-        symbols = elements.resolve(args.elements) if args.elements else present
-        for el in symbols:
+        for el in chosen or archive.elements():
             store = load_store(el, progress=progress)
             print(f"{el}: {len(store)} frames cached in {store.path}")
             if args.extract:
@@ -232,28 +280,27 @@ def _print_verify(report: dict) -> None:
 
 
 def cmd_splits(args) -> int:
-    from .splits import STANDARD_SPLITS, SplitError, get_split, resolve_split
+    from .selection import Selection
+    from .splits import STANDARD_SPLITS, get_split
     from .store import load_store
 
-    if args.validation is not None and not 0 < args.validation < 1:
-        raise SplitError(f"--validation must be a fraction between 0 and 1 (paper: 0.1), got {args.validation}")
+    check_fraction(args.validation)
+    definitions = [get_split(name) for name in (args.split or STANDARD_SPLITS)]  # names checked before any I/O
     store = load_store(elements.get(args.element).symbol)
-    names = args.split or list(STANDARD_SPLITS)
     rows, manifests = [], []
-    for name in names:
-        definition = get_split(name)
+    for definition in definitions:
         try:
-            m = resolve_split(store, definition, validation=args.validation, seed=args.seed)
-        except ValueError as err:
-            rows.append([name, "-", "-", "-", f"unavailable: {err}"])
+            sel = Selection.from_stores([store], definition, validation=args.validation, seed=args.seed)
+        except UsageError as err:
+            rows.append([definition.name, "-", "-", "-", f"unavailable: {err}"])
             continue
-        manifests.append(m.to_json(store))
-        sizes = m.sizes()
-        rows.append([name, sizes["train"], sizes.get("validation", "-"), sizes["test"], m.hash[:16]])
+        manifests += sel.to_json()
+        sizes = sel.sizes()
+        rows.append([definition.name, sizes["train"], sizes.get("validation", "-"), sizes["test"], sel.hash[:16]])
     if args.json == "-":
         print(json.dumps(manifests, indent=2))
         return 0
-    _print_table(rows, ["split", "train", "validation", "test", "hash"])
+    print(text_table(["split", "train", "validation", "test", "hash"], rows))
     if args.json:
         write_atomic(args.json, json.dumps(manifests, indent=2))
         print(f"\nmanifests written to {args.json}")
@@ -272,13 +319,29 @@ def cmd_stats(args) -> int:
         rows = [[regime, s["frames"], s["atoms_per_frame"], s["temperature_K"], _fmt(s["mav"]["energy_per_atom"]),
                  _fmt(s["mav"]["forces"]), _fmt(s["mav"]["stress"]), _fmt(s["mean_energy_per_atom"])]
                 for regime, s in per_regime.items()]  # fmt: skip
-        _print_table(rows, ["regime", "frames", "atoms", "T/K", "MAV E/N (eV/atom)", "MAV F (eV/Å)",
-                            "MAV stress (eV/Å³)", "mean E/N (eV/atom)"])  # fmt: skip
+        print(text_table(["regime", "frames", "atoms", "T/K", "MAV E/N (eV/atom)", "MAV F (eV/Å)",
+                          "MAV stress (eV/Å³)", "mean E/N (eV/atom)"], rows))  # fmt: skip
     return 0
 
 
 def _fmt(x) -> str:
     return "-" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.4g}"
+
+
+def cmd_export(args) -> int:
+    from .export import export
+
+    check_fraction(args.validation)
+    written = export(symbols_arg(args.element), args.split, args.format, args.out, validation=args.validation,
+                     seed=args.seed, config_name=args.config_name, overwrite=args.overwrite,
+                     progress=not args.no_progress)  # fmt: skip
+    for path in written:
+        print(path)
+    if args.format == "hf":
+        configs = sorted({p.parent.name for p in written if p.suffix == ".parquet"})
+        print(f"\nload: datasets.load_dataset({str(args.out)!r}, {configs[0]!r}, split='test')")
+        print(f"upload: hf upload USER/NAME {args.out} . --repo-type dataset   (after `hf auth login`)")
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -23,6 +23,8 @@ a strain for stress by autograd. Both follow the convention of :mod:`tm23data.ne
 
 from __future__ import annotations
 
+from .errors import UsageError
+
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -52,7 +54,7 @@ def edge_vectors(pos, edge_index, cell_shifts, cell, batch=None, strain=None) ->
     if cell.shape[0] == 1:
         edge_frame = torch.zeros_like(i)
     elif batch is None:
-        raise ValueError(f"cell has {cell.shape[0]} frames: pass batch (the frame of each atom)")
+        raise UsageError(f"cell has {cell.shape[0]} frames: pass batch (the frame of each atom)")
     else:
         edge_frame = batch[i]
     shifts = torch.einsum("ek,ekl->el", cell_shifts.to(pos.dtype), cell[edge_frame])
@@ -111,7 +113,7 @@ class FrameCollator:
                 out[key] = _concat(columns[key], shape, key)
         counts = torch.from_numpy(columns.pop("_counts")) if "_counts" in columns else _counts(columns["positions"])
         if "natoms" in out and not torch.equal(out["natoms"].to(torch.int64), counts):
-            raise ValueError(f"natoms {out['natoms'].tolist()} disagrees with the rows' positions {counts.tolist()}")
+            raise UsageError(f"natoms {out['natoms'].tolist()} disagrees with the rows' positions {counts.tolist()}")
         out["natoms"] = counts
         out["atomic_numbers"] = out["atomic_numbers"].to(torch.int64)
         out["pbc"] = out["pbc"].to(torch.bool)
@@ -173,7 +175,7 @@ def torch_loader(
     from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
 
     if batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+        raise UsageError(f"batch_size must be a positive integer, got {batch_size}")
     if type(dataset).__module__.startswith("datasets.") and hasattr(dataset, "with_format"):
         dataset = ArrowFrames(dataset)
     sampler = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
@@ -265,7 +267,7 @@ def _columns(batch) -> dict:
     if isinstance(batch, Sequence) and batch and all(isinstance(row, Mapping) for row in batch):
         return {key: [row[key] for row in batch] for key in batch[0]}
     if isinstance(batch, Sequence) and not batch:
-        raise ValueError("cannot collate an empty batch")
+        raise UsageError("cannot collate an empty batch")
     raise TypeError(
         f"expected a list of load_tm23 rows (dicts) or a dict of columns, got {type(batch).__name__}; "
         "load the split with load_tm23(..., format='torch')"
@@ -285,7 +287,7 @@ def _stack(values, shape: tuple, key: str) -> torch.Tensor:
     else:
         tensor = torch.stack([_as_tensor(v) for v in values]) if len(values) else torch.zeros((0, *shape))
     if tuple(tensor.shape[1:]) != shape:
-        raise ValueError(f"column {key!r} has per-frame shape {tuple(tensor.shape[1:])}, expected {shape}")
+        raise UsageError(f"column {key!r} has per-frame shape {tuple(tensor.shape[1:])}, expected {shape}")
     return tensor
 
 

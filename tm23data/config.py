@@ -5,16 +5,20 @@ long-running processes see changes).
 - ``TM23_URL``: one or more mirror URLs (space or comma separated) that replace the published ones.
 - ``TM23_MD5``: the md5 of the archive those URLs serve (default: the published archive's md5).
 - ``TM23_OFFLINE=1``: never touch the network.
+- ``TM23_MAX_MEMBER_BYTES``: largest archive member accepted, uncompressed (default 2 GiB).
 """
 
 from __future__ import annotations
 
 import os
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 from urllib.parse import unquote, urlparse
 
+from .errors import UsageError
 from . import manifest
 
 #: File name of an archive known only by its md5 (TM23_MD5 without TM23_URL) and imported under a name that
@@ -32,9 +36,58 @@ def home() -> Path:
     return Path(platformdirs.user_cache_dir("tm23data", appauthor=False))
 
 
+_offline_reason: str | None = None
+
+
+@contextmanager
+def settings(*, home: str | os.PathLike | None = None, offline_reason: str | None = None) -> Iterator[None]:
+    """Within the block, use the cache root ``home`` and (with ``offline_reason``, e.g. "--offline was given")
+    never touch the network; child processes inherit both (``TM23_HOME``, ``TM23_OFFLINE``). Restored after."""
+    global _offline_reason
+    saved = {k: os.environ.get(k) for k in ("TM23_HOME", "TM23_OFFLINE")}
+    saved_reason = _offline_reason
+    try:
+        if home is not None:
+            os.environ["TM23_HOME"] = str(home)
+        if offline_reason is not None:
+            os.environ["TM23_OFFLINE"] = "1"
+            _offline_reason = offline_reason
+        yield
+    finally:
+        _offline_reason = saved_reason
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def offline() -> bool:
     """True when ``TM23_OFFLINE`` is set to a true value (1, true, yes, on)."""
     return os.environ.get("TM23_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def offline_reason() -> str:
+    """Why the network is off, for error messages: ``--offline was given`` or ``TM23_OFFLINE=1 is set``."""
+    return _offline_reason or "TM23_OFFLINE=1 is set"
+
+
+#: Default largest member accepted (bytes, uncompressed); the largest published member is a few tens of MB.
+MAX_MEMBER_BYTES = 2 << 30
+
+
+def max_member_bytes() -> int:
+    """``$TM23_MAX_MEMBER_BYTES`` or 2 GiB: the bound on any archive member's uncompressed size."""
+    text = os.environ.get("TM23_MAX_MEMBER_BYTES", "").strip()
+    if not text:
+        return MAX_MEMBER_BYTES
+    try:
+        value = int(text)
+    except ValueError:
+        raise UsageError(f"TM23_MAX_MEMBER_BYTES must be a number of bytes, got {text!r}") from None
+    if value <= 0:
+        raise UsageError(f"TM23_MAX_MEMBER_BYTES must be positive, got {value}")
+    return value
 
 
 _MD5_RE = re.compile(r"^[0-9a-f]{32}$")
@@ -43,7 +96,7 @@ _MD5_RE = re.compile(r"^[0-9a-f]{32}$")
 def check_md5(value: str, what: str = "md5") -> str:
     value = value.strip().lower()
     if not _MD5_RE.match(value):
-        raise ValueError(f"{what} must be 32 hexadecimal characters, got {value!r}")
+        raise UsageError(f"{what} must be 32 hexadecimal characters, got {value!r}")
     return value
 
 

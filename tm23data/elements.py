@@ -6,6 +6,8 @@ the three AIMD temperatures are derived from them (0.25, 0.75, 1.25 x T_melt), n
 
 from __future__ import annotations
 
+from .errors import UsageError
+
 import csv
 import difflib
 from dataclasses import dataclass
@@ -33,7 +35,7 @@ class Element:
     def temperature(self, regime: str) -> float:
         """AIMD temperature (K) of ``regime`` ('cold', 'warm' or 'melt')."""
         if regime not in REGIME_FRACTIONS:
-            raise ValueError(f"unknown regime {regime!r}; TM23 regimes are {', '.join(REGIMES)}")
+            raise UsageError(f"unknown regime {regime!r}; TM23 regimes are {', '.join(REGIMES)}")
         return REGIME_FRACTIONS[regime] * self.melting_K
 
     @property
@@ -41,7 +43,7 @@ class Element:
         return {regime: self.temperature(regime) for regime in REGIMES}
 
 
-class UnknownElementError(KeyError, ValueError):
+class UnknownElementError(UsageError, KeyError):
     """Raised for a symbol that is not one of the 27 TM23 metals."""
 
     def __str__(self) -> str:  # KeyError would repr() the message
@@ -89,7 +91,7 @@ def resolve(symbols_: str | list[str] | tuple[str, ...]) -> list[str]:
     """Normalise one symbol or a list of symbols into a validated, de-duplicated list (order kept)."""
     items = [symbols_] if isinstance(symbols_, str) else list(symbols_)
     if not items:
-        raise ValueError("no element given; choose from: " + ", ".join(symbols()))
+        raise UsageError("no element given; choose from: " + ", ".join(symbols()))
     out: list[str] = []
     for item in items:
         if get(item).symbol not in out:

@@ -27,9 +27,9 @@ import os
 import re
 from pathlib import Path
 
-from .atomic import atomic_path
+from .atomic import atomic_path, write_atomic
+from .errors import UsageError
 
-FORMATS = ("extxyz", "parquet", "hf", "asedb")
 SHARD = "00000-of-00001"
 #: Heading of the dataset card body; a README.md without it is not overwritten unless asked to.
 CARD_MARKER = "# TM23 (exported by tm23data)"
@@ -49,30 +49,44 @@ def export(
     progress: bool = True,
 ) -> list[Path]:
     """Export ``split`` of each element in ``element`` as ``format`` into the folder ``out``; returns the
-    files written (for ``hf`` the README.md last)."""
+    files written (for ``hf`` the README.md last). One set of files (one config) per element."""
     from . import elements
+    from .selection import Selection
 
-    if format not in FORMATS:
-        raise ValueError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
+    writer = _writer(format)
     symbols = elements.resolve(element)
     if config_name is not None and len(symbols) > 1:
-        raise ValueError("config_name names one config; export one element at a time to choose names")
+        raise UsageError("config_name names one config; export one element at a time to choose names")
+    out = _folder(out)
+    written: list[Path] = []
+    for symbol in symbols:
+        selection = Selection.open(symbol, split, validation=validation, seed=seed, source=source, progress=progress)
+        written += writer(selection, out, overwrite=overwrite, progress=progress,
+                          **({"config_name": config_name} if format == "hf" else {}))  # fmt: skip
+    return written
+
+
+def export_selection(selection, format: str, out: str | os.PathLike, *, overwrite: bool = False,
+                     progress: bool = True, config_name: str | None = None) -> list[Path]:  # fmt: skip
+    """Write a :class:`tm23data.selection.Selection` of one element as ``format`` into the folder ``out``."""
+    writer = _writer(format)
+    selection.store  # one element per set of files (raises for several)
+    kwargs = {"config_name": config_name} if format == "hf" else {}
+    return writer(selection, _folder(out), overwrite=overwrite, progress=progress, **kwargs)
+
+
+def _writer(format: str):
+    if format not in WRITERS:
+        raise UsageError(f"unknown export format {format!r}; choose one of {', '.join(WRITERS)}")
+    return WRITERS[format]
+
+
+def _folder(out) -> Path:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"{out} exists and is not a folder; exports are written into a folder")
     out.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-    for symbol in symbols:
-        kwargs = dict(validation=validation, seed=seed, overwrite=overwrite, source=source, progress=progress)
-        if format == "extxyz":
-            written += export_extxyz(symbol, split, out, **kwargs)
-        elif format == "parquet":
-            written += export_parquet(symbol, split, out, **kwargs)
-        elif format == "asedb":
-            written += export_asedb(symbol, split, out, **kwargs)
-        else:
-            written += export_hf(symbol, split, out, config_name=config_name, **kwargs)
-    return written
+    return out
 
 
 def default_config_name(element: str, split: str, validation: float | None = None, seed: int = 0) -> str:
@@ -84,42 +98,46 @@ def default_config_name(element: str, split: str, validation: float | None = Non
 
 
 # --------------------------------------------------------------------------------------------------
-# Formats
+# Formats: each writer takes a Selection of one element and the output folder.
 
 
-def export_extxyz(element, split, out, *, validation=None, seed=0, overwrite=False, source=None, progress=True):
+def _stem(selection) -> str:
+    """``Cu_full``: the start of every file name of the export of one element and split."""
+    return f"{selection.store.element}_{selection.split}"
+
+
+def export_extxyz(selection, out, *, overwrite=False, progress=True):
     import ase.io
 
-    subsets = _atoms(element, split, validation, seed, source, progress)
-    targets = {name: Path(out) / f"{element}_{split}_{name}.xyz" for name in subsets}
+    targets = {name: Path(out) / f"{_stem(selection)}_{name}.xyz" for name in selection.subsets}
     _refuse_existing(targets.values(), overwrite)
-    for name, images in subsets.items():
-        with atomic_path(targets[name]) as tmp:
-            ase.io.write(tmp, images, format="extxyz")
+    for name, target in targets.items():
+        with atomic_path(target) as tmp:
+            ase.io.write(tmp, selection.to_atoms(name), format="extxyz")
     return list(targets.values())
 
 
-def export_parquet(element, split, out, *, validation=None, seed=0, overwrite=False, source=None, progress=True):
-    subsets = _datasets(element, split, validation, seed, source, progress)
-    targets = {name: Path(out) / f"{element}_{split}_{name}.parquet" for name in subsets}
+def export_parquet(selection, out, *, overwrite=False, progress=True):
+    targets = {name: Path(out) / f"{_stem(selection)}_{name}.parquet" for name in selection.subsets}
     _refuse_existing(targets.values(), overwrite)
-    for name, ds in subsets.items():
-        with atomic_path(targets[name]) as tmp:
-            _to_parquet(ds, tmp, progress)
+    subsets = selection.to_hf()
+    for name, target in targets.items():
+        with atomic_path(target) as tmp:
+            _to_parquet(subsets[name], tmp, progress)
     return list(targets.values())
 
 
-def export_asedb(element, split, out, *, validation=None, seed=0, overwrite=False, source=None, progress=True):
+def export_asedb(selection, out, *, overwrite=False, progress=True):
     import ase.db
 
-    subsets = _atoms(element, split, validation, seed, source, progress)
-    target = Path(out) / f"{element}_{split}.db"
+    element, split = selection.store.element, selection.split
+    target = Path(out) / f"{_stem(selection)}.db"
     _refuse_existing([target], overwrite)
     with atomic_path(target) as tmp:
         db = ase.db.connect(str(tmp), type="db", append=False)
         with db:  # one transaction: thousands of rows in seconds
-            for name, images in subsets.items():
-                for atoms in images:
+            for name in selection.subsets:
+                for atoms in selection.to_atoms(name):
                     info = atoms.info
                     db.write(atoms, subset=name, split=split, frame_id=info["frame_id"], regime=info["regime"],
                              tm23_element=info["element"])  # fmt: skip
@@ -132,16 +150,16 @@ def export_asedb(element, split, out, *, validation=None, seed=0, overwrite=Fals
     return [target]
 
 
-def export_hf(element, split, out, *, validation=None, seed=0, config_name=None, overwrite=False, source=None,
-              progress=True):  # fmt: skip
+def export_hf(selection, out, *, config_name=None, overwrite=False, progress=True):
     """Parquet per subset under ``data/{config}/`` and the README.md card with the YAML that loads it."""
     from filelock import FileLock
 
-    config = config_name or default_config_name(element, split, validation, seed)
+    config = config_name or default_config_name(selection.store.element, selection.split, selection.validation,
+                                                selection.seed)
     if not re.match(r"^[A-Za-z0-9][\w.-]*$", config):
-        raise ValueError(f"config name {config!r} must be letters, digits, '_', '-' or '.'")
+        raise UsageError(f"config name {config!r} must be letters, digits, '_', '-' or '.'")
     out = Path(out)
-    subsets = _datasets(element, split, validation, seed, source, progress)
+    subsets = selection.to_hf()
     folder = out / "data" / config
     targets = {name: folder / f"{name}-{SHARD}.parquet" for name in subsets}
     # Exports of several configs into one folder may run at once: serialise the README update. The lock
@@ -162,12 +180,16 @@ def export_hf(element, split, out, *, validation=None, seed=0, config_name=None,
         for name, ds in subsets.items():
             with atomic_path(targets[name]) as tmp:
                 _to_parquet(ds, tmp, progress)
-        manifest = _split_record(element, split, validation, seed, source, config, subsets)
-        with atomic_path(folder / "split_manifest.json") as tmp:
-            tmp.write_text(json.dumps(manifest, indent=1))
-        with atomic_path(readme) as tmp:
-            tmp.write_text(_dataset_card(out, readme, config, subsets))
+        record = selection.to_json()[0]
+        record.update(config=config, sizes=selection.sizes(), units="Å, eV, eV/Å, eV/Å³ (ASE sign)")
+        write_atomic(folder / "split_manifest.json", json.dumps(record, indent=1))
+        write_atomic(readme, _dataset_card(out, readme, config, subsets))
     return [*targets.values(), folder / "split_manifest.json", readme]
+
+
+#: Format name -> writer(selection, out, *, overwrite, progress[, config_name]).
+WRITERS = {"extxyz": export_extxyz, "parquet": export_parquet, "hf": export_hf, "asedb": export_asedb}
+FORMATS = tuple(WRITERS)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -275,32 +297,8 @@ def _size_category(n: int) -> str:
     return "1M<n<10M"
 
 
-def _split_record(element, split, validation, seed, source, config, subsets) -> dict:
-    from .splits import resolve_split
-    from .store import load_store
-
-    store = load_store(element, source, progress=False)
-    m = resolve_split(store, split, validation=validation, seed=seed)
-    record = m.to_json(store)
-    record.update(config=config, sizes={k: len(v) for k, v in subsets.items()})
-    record["units"] = "Å, eV, eV/Å, eV/Å³ (ASE sign)"
-    return record
-
-
 # --------------------------------------------------------------------------------------------------
 # Helpers
-
-
-def _datasets(element, split, validation, seed, source, progress) -> dict:
-    from .hf import load_tm23
-
-    return dict(load_tm23(element, split, validation=validation, seed=seed, source=source, progress=progress))
-
-
-def _atoms(element, split, validation, seed, source, progress) -> dict:
-    from .hf import load_tm23
-
-    return load_tm23(element, split, validation=validation, seed=seed, format="ase", source=source, progress=progress)
 
 
 def _to_parquet(ds, path: Path, progress: bool) -> None:
@@ -324,42 +322,3 @@ def _refuse_existing(paths, overwrite: bool) -> None:
             f"{existing[0]} already exists{f' (and {len(existing) - 1} more)' if len(existing) > 1 else ''}; "
             "pass --overwrite (overwrite=True) to replace, or export into another folder"
         )
-
-
-# --------------------------------------------------------------------------------------------------
-# Command line
-
-
-def register(subparsers) -> None:
-    """Add ``tm23 export`` to the ``tm23`` command (imports nothing heavy)."""
-    p = subparsers.add_parser(
-        "export",
-        help="write a split as extxyz, Parquet, a Hugging Face dataset folder or an ASE database",
-        description="Write each subset (train/[validation]/test) of a split of one or more elements into the "
-        "folder OUT (one set of files, or one config, per element): extxyz files (ASE, nequip, Allegro, MACE), "
-        "Parquet files, a Hugging Face Hub dataset folder (Parquet + README.md card; upload it with "
-        "`hf upload USER/NAME OUT . --repo-type dataset`), or an ASE SQLite database.",
-    )
-    p.add_argument("element", metavar="ELEMENT", help="a TM23 symbol, or several separated by commas (Cu,Ti)")
-    p.add_argument("out", metavar="OUT", help="output folder (created if needed)")
-    p.add_argument("--split", default="full", help="standard split (default: full; see `tm23 splits ELEMENT`)")
-    p.add_argument("--format", choices=FORMATS, default="extxyz", help="output format (default: extxyz)")
-    p.add_argument("--validation", type=float, help="carve this fraction of train into a validation subset")
-    p.add_argument("--seed", type=int, default=0, help="seed of the validation carve (default 0)")
-    p.add_argument("--config", dest="config_name", help="hf format: config name (default ELEMENT_SPLIT)")
-    p.add_argument("--overwrite", action="store_true", help="replace files that already exist")
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=cmd_export)
-
-
-def cmd_export(args) -> int:
-    symbols = [s.strip() for s in args.element.split(",") if s.strip()]
-    written = export(symbols, args.split, args.format, args.out, validation=args.validation, seed=args.seed,
-                     config_name=args.config_name, overwrite=args.overwrite, progress=not args.no_progress)  # fmt: skip
-    for path in written:
-        print(path)
-    if args.format == "hf":
-        configs = sorted({p.parent.name for p in written if p.suffix == ".parquet"})
-        print(f"\nload: datasets.load_dataset({str(args.out)!r}, {configs[0]!r}, split='test')")
-        print(f"upload: hf upload USER/NAME {args.out} . --repo-type dataset   (after `hf auth login`)")
-    return 0

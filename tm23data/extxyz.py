@@ -23,13 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import DataError, UsageError
 from .frames import Frames, voigt_to_full_3x3
 
 #: Bumped whenever parsing results could change (part of the store fingerprint).
 READER_VERSION = 1
 
 
-class ExtxyzError(ValueError):
+class ExtxyzError(DataError):
     """Malformed extended XYZ; the message names the file and the 1-based line."""
 
     def __init__(self, source: str, line: int, message: str):
@@ -83,27 +84,27 @@ def _columns(properties: str) -> _Columns:
     """Column layout of ``Properties=NAME:TYPE:NCOLS:...`` (types R, I, S, L as in ASE)."""
     fields = properties.split(":")
     if len(fields) % 3:
-        raise ValueError(f"Properties {properties!r} is not a list of NAME:TYPE:NCOLS")
+        raise UsageError(f"Properties {properties!r} is not a list of NAME:TYPE:NCOLS")
     col = 0
     where: dict[str, tuple[int, int, str]] = {}
     types: list[str] = []
     for name, ptype, ncols_text in zip(fields[::3], fields[1::3], fields[2::3]):
         if ptype not in ("R", "I", "S", "L"):
-            raise ValueError(f"Properties {properties!r}: unknown property type {ptype!r}")
+            raise UsageError(f"Properties {properties!r}: unknown property type {ptype!r}")
         if not ncols_text.isdigit() or int(ncols_text) < 1:
-            raise ValueError(f"Properties {properties!r}: bad column count {ncols_text!r}")
+            raise UsageError(f"Properties {properties!r}: bad column count {ncols_text!r}")
         ncols = int(ncols_text)
         where[_ASE_NAMES.get(name, name)] = (col, ncols, ptype)
         types += [ptype] * ncols
         col += ncols
     if where.get("positions", (0, 0, ""))[1:] != (3, "R"):
-        raise ValueError(f"Properties {properties!r} has no pos:R:3 column")
+        raise UsageError(f"Properties {properties!r} has no pos:R:3 column")
     if where.get("symbols", (0, 1, "S"))[1:] != (1, "S") or where.get("numbers", (0, 1, "I"))[1:] != (1, "I"):
-        raise ValueError(f"Properties {properties!r}: species must be species:S:1 and Z must be Z:I:1")
+        raise UsageError(f"Properties {properties!r}: species must be species:S:1 and Z must be Z:I:1")
     if "symbols" not in where and "numbers" not in where:
-        raise ValueError(f"Properties {properties!r} has neither species:S:1 nor Z:I:1")
+        raise UsageError(f"Properties {properties!r} has neither species:S:1 nor Z:I:1")
     if "forces" in where and where["forces"][1:] != (3, "R"):
-        raise ValueError(f"Properties {properties!r}: forces must be forces:R:3")
+        raise UsageError(f"Properties {properties!r}: forces must be forces:R:3")
     return _Columns(
         ncols=col,
         species=where["symbols"][0] if "symbols" in where else None,
@@ -156,7 +157,7 @@ def _numbers(key: str, value: str) -> np.ndarray:
     try:
         return np.array(re.findall(r"[^\s,]+", value), dtype=np.float64)
     except ValueError:
-        raise ValueError(f"{key}={value!r} is not numeric") from None
+        raise UsageError(f"{key}={value!r} is not numeric") from None
 
 
 @dataclass
@@ -179,20 +180,20 @@ def _frame_info(header: str) -> _FrameInfo:
             return np.nan
         values = _numbers(key, raw[key])
         if values.shape != (1,):
-            raise ValueError(f"{key}={raw[key]!r} is not a single number")
+            raise UsageError(f"{key}={raw[key]!r} is not a single number")
         return float(values[0])
 
     cell = np.zeros((3, 3))
     if "Lattice" in raw:  # 9 numbers in Fortran order, transposed by ASE -> rows are lattice vectors (= C order)
         values = _numbers("Lattice", raw["Lattice"])
         if values.shape != (9,):
-            raise ValueError(f"Lattice must have 9 numbers, got {raw['Lattice']!r}")
+            raise UsageError(f"Lattice must have 9 numbers, got {raw['Lattice']!r}")
         cell = values.reshape(3, 3)
     if "pbc" in raw:
         parts = re.findall(r"[^\s,]+", raw["pbc"])
         flags = [_BOOLS[p] for p in parts] if all(p in _BOOLS for p in parts) else _numbers("pbc", raw["pbc"])
         if len(flags) not in (1, 3):
-            raise ValueError(f"pbc={raw['pbc']!r} must be 1 or 3 T/F values")
+            raise UsageError(f"pbc={raw['pbc']!r} must be 1 or 3 T/F values")
         pbc = np.broadcast_to(np.asarray(flags, dtype=bool), (3,)).copy()
     else:
         pbc = np.full(3, "Lattice" in raw)
@@ -204,7 +205,7 @@ def _frame_info(header: str) -> _FrameInfo:
         elif values.shape == (6,):
             stress = voigt_to_full_3x3(values)
         else:
-            raise ValueError(f"stress must have 9 or 6 (Voigt) numbers, got {raw['stress']!r}")
+            raise UsageError(f"stress must have 9 or 6 (Voigt) numbers, got {raw['stress']!r}")
     return _FrameInfo(
         cell=cell,
         pbc=pbc,

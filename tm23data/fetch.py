@@ -7,7 +7,6 @@ verified, so its presence means "verified"; ``tm23 verify`` re-hashes it on dema
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -20,29 +19,25 @@ from pathlib import Path
 from . import config, manifest
 from .atomic import atomic_path, fsync_file
 from .config import ArchiveSource
+from .errors import ChecksumError, StepError
+from .hashes import file_md5
 
 log = logging.getLogger(__name__)
 
-CHUNK = 1 << 20  # hashing
 STREAM_CHUNK = 1 << 16  # network reads: a dropped connection loses at most this much
 
 
-class DownloadError(RuntimeError):
+class DownloadError(StepError):
     """Every mirror failed; the message lists what happened at each."""
 
 
-class ChecksumError(DownloadError):
-    """The bytes do not have the expected md5; they are never used."""
-
-    def __init__(self, what: str, expected: str, actual: str):
-        self.expected, self.actual = expected, actual
-        super().__init__(
-            f"{what}: md5 mismatch, expected {expected}, got {actual}. The file was not used. If you built "
-            f"or mirrored the archive yourself, set TM23_MD5={actual} (or pass --md5) only if you trust it."
-        )
+def md5_mismatch(what: str, expected: str, actual: str) -> ChecksumError:
+    """The error for bytes that do not have the expected md5 (they are never used)."""
+    return ChecksumError(what, expected, actual, "The file was not used. If you built or mirrored the archive "
+                         f"yourself, set TM23_MD5={actual} (or pass --md5) only if you trust it.", kind="md5")  # fmt: skip
 
 
-class OfflineError(RuntimeError):
+class OfflineError(StepError):
     """TM23_OFFLINE=1 and something must be fetched."""
 
 
@@ -59,14 +54,6 @@ class RetryPolicy:
         return min(self.max_backoff, self.backoff * 2**attempt)
 
 
-def file_md5(path: str | os.PathLike, chunk: int = CHUNK) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def fetch_archive(
     source: ArchiveSource | None = None, *, progress: bool = True, retry: RetryPolicy | None = None
 ) -> Path:
@@ -78,7 +65,7 @@ def fetch_archive(
     if target.exists():
         return target
     if config.offline():
-        raise OfflineError(_missing_message(source, "TM23_OFFLINE=1 is set"))
+        raise OfflineError(_missing_message(source, config.offline_reason()))
     if not source.urls:
         raise DownloadError(_missing_message(source, f"no URL is known for the archive with md5 {source.md5}"))
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -90,7 +77,7 @@ def fetch_archive(
             try:
                 _download(url, target, source.md5, progress=progress, retry=retry or RetryPolicy())
                 return target
-            except DownloadError as err:
+            except (DownloadError, ChecksumError) as err:
                 errors.append((url, err))
         if all(isinstance(err, ChecksumError) for _, err in errors):
             raise errors[-1][1]
@@ -186,7 +173,7 @@ def _download(url: str, target: Path, md5: str, *, progress: bool, retry: RetryP
     if actual != md5:
         part.unlink(missing_ok=True)
         meta.unlink(missing_ok=True)
-        raise ChecksumError(f"download from {url}", md5, actual)
+        raise md5_mismatch(f"download from {url}", md5, actual)
     fsync_file(part)  # an archive that is present counts as verified: it must be on disk whole
     os.replace(part, target)
     meta.unlink(missing_ok=True)
@@ -232,7 +219,7 @@ def import_archive(path: str | os.PathLike, source: ArchiveSource | None = None)
     source = source or config.archive_source()
     actual = file_md5(path)
     if actual != source.md5:
-        raise ChecksumError(f"{path}", source.md5, actual)
+        raise md5_mismatch(f"{path}", source.md5, actual)
     name = source.filename
     if name == config.CUSTOM_ARCHIVE_NAME and re.fullmatch(r"[\w+-][\w.+-]*\.zip", path.name):
         name = path.name  # a self-built archive keeps its own (safe, .zip) name
@@ -244,5 +231,5 @@ def import_archive(path: str | os.PathLike, source: ArchiveSource | None = None)
                 shutil.copyfile(path, tmp)
                 copied = file_md5(tmp)
                 if copied != source.md5:  # the file changed while it was being copied
-                    raise ChecksumError(f"copy of {path}", source.md5, copied)
+                    raise md5_mismatch(f"copy of {path}", source.md5, copied)
     return target

@@ -7,6 +7,8 @@ stress in eV/Å³ with the ASE sign convention (positive = tensile). Missing lab
 
 from __future__ import annotations
 
+from .errors import UsageError
+
 import hashlib
 from dataclasses import dataclass, fields
 
@@ -43,7 +45,7 @@ class Frames:
         for name, shape in expected.items():
             got = getattr(self, name).shape
             if got != shape:
-                raise ValueError(f"Frames.{name} has shape {got}, expected {shape}")
+                raise UsageError(f"Frames.{name} has shape {got}, expected {shape}")
 
     def __len__(self) -> int:
         return len(self.natoms)
@@ -184,7 +186,7 @@ def voigt_to_full_3x3(stress: np.ndarray) -> np.ndarray:
     if stress.shape == (3, 3):
         return stress.copy()
     if stress.shape != (6,):
-        raise ValueError(f"stress must have 6 (Voigt) or 9 values, got shape {stress.shape}")
+        raise UsageError(f"stress must have 6 (Voigt) or 9 values, got shape {stress.shape}")
     xx, yy, zz, yz, xz, xy = stress
     return np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
 

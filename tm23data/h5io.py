@@ -20,6 +20,8 @@ from typing import Callable, TypeVar
 import numpy as np
 
 from .atomic import atomic_path
+from .errors import ChecksumError, DataError
+from .hashes import array_digest
 
 log = logging.getLogger(__name__)
 
@@ -28,14 +30,8 @@ META_ATTR = "tm23data"
 T = TypeVar("T")
 
 
-class ChecksumError(OSError):
-    """A dataset's bytes no longer match the digest written with them."""
-
-
-def digest(array: np.ndarray) -> str:
-    import xxhash
-
-    return xxhash.xxh3_64_hexdigest(np.ascontiguousarray(array).data.cast("B"))
+class CacheFileError(DataError):
+    """A cache file is incomplete or was not written by tm23data (it is rebuilt)."""
 
 
 class ChecksummedFile:
@@ -46,22 +42,24 @@ class ChecksummedFile:
         self._digests: dict[str, str] = {}
         if h5.mode == "r":
             if not h5.attrs.get("complete"):
-                raise ChecksumError(f"{h5.filename}: not completely written")
+                raise CacheFileError(f"{h5.filename}: not completely written")
             try:
                 self._digests = json.loads(h5.attrs[DIGEST_ATTR])
                 self.meta: dict = json.loads(h5.attrs[META_ATTR])
             except (KeyError, ValueError, TypeError):
-                raise ChecksumError(f"{h5.filename}: no digests or metadata; not written by tm23data") from None
+                raise CacheFileError(f"{h5.filename}: no digests or metadata; not written by tm23data") from None
 
     def write(self, name: str, data) -> None:
         data = np.ascontiguousarray(data)
         self.h5.create_dataset(name, data=data)
-        self._digests[name] = digest(data)
+        self._digests[name] = array_digest(data)
 
     def read(self, name: str) -> np.ndarray:
         data = self.h5[name][()]
-        if self._digests.get(name) != digest(data):
-            raise ChecksumError(f"{self.h5.filename}: dataset {name} fails its checksum (damaged)")
+        actual = array_digest(data)
+        if self._digests.get(name) != actual:
+            raise ChecksumError(f"{self.h5.filename}: dataset {name}", str(self._digests.get(name)), actual,
+                                "The cache is damaged; it is rebuilt.", kind="xxh3-64")
         return data
 
 

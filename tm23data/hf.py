@@ -1,5 +1,7 @@
 """``load_tm23``: a split of one or several elements as a Hugging Face ``DatasetDict`` (or ASE Atoms).
 
+The split itself is a :class:`tm23data.selection.Selection`; this module turns it into Arrow tables.
+
 Arrow columns are built zero-copy from the store's flat arrays, and each ``Dataset`` gets a fingerprint
 derived from the store and split hashes (HF would otherwise hash the whole table), so a warm load costs
 milliseconds. ``format="numpy"``/``"torch"`` go through ``with_format(..., dtype=None)``: the usual HF
@@ -13,13 +15,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import elements, manifest
+from . import manifest
 from .config import ArchiveSource
-from .splits import SplitManifest, resolve_split
-from .store import REGIME_NAMES, Store, load_store
+from .errors import UsageError
+from .store import REGIME_NAMES, Store
 
 if TYPE_CHECKING:
     import datasets
+
+    from .selection import Selection
 
 FORMATS = (None, "python", "numpy", "torch", "arrow", "pandas", "ase")
 
@@ -66,39 +70,38 @@ def load_tm23(
             ``"arrow"``, ``"pandas"``, or ``"ase"`` (lists of ``ase.Atoms`` with a SinglePointCalculator).
         source: which archive (default: ``TM23_URL``/``TM23_MD5`` or the published one).
         progress: show progress bars while downloading or building the cache.
+
+    The same split as numpy arrays, without importing ``datasets``: :class:`tm23data.selection.Selection`.
     """
-    if format not in FORMATS:
-        raise ValueError(f"format must be one of {', '.join(str(f) for f in FORMATS)}, got {format!r}")
-    symbols = elements.resolve(element)
-    stores = [load_store(el, source, progress=progress) for el in symbols]
-    manifests = [resolve_split(store, split, validation=validation, seed=seed) for store in stores]
-    names = list(manifests[0].subsets)
-    selections = {name: [m.subsets[name] for m in manifests] for name in names}
-    if subset is not None:
-        selections = {subset: [m.select(subset) for m in manifests]}
+    from .selection import Selection
+
+    check_format(format)
+    selection = Selection.open(element, split, validation=validation, seed=seed, source=source, progress=progress)
     if format == "ase":
-        out = {name: [atoms for store, idx in zip(stores, sel) for atoms in to_atoms(store, idx)]
-               for name, sel in selections.items()}  # fmt: skip
-        return out[subset] if subset is not None else out
+        return selection.to_atoms(subset)
+    return to_datasets(selection, subset=subset, format=format)
+
+
+def check_format(format: str | None) -> None:
+    """A UsageError unless ``format`` is one :func:`load_tm23` knows."""
+    if format not in FORMATS:
+        raise UsageError(f"format must be one of {', '.join(str(f) for f in FORMATS)}, got {format!r}")
+
+
+def to_datasets(selection: Selection, *, subset: str | None = None, format: str | None = None):
+    """A ``DatasetDict`` of every subset of ``selection`` (or the ``Dataset`` of ``subset``) in ``format``."""
     import datasets
 
-    wholes = [_whole_table(store) for store in stores]
-    built = {name: _dataset(stores, wholes, manifests, sel, name, split) for name, sel in selections.items()}
+    check_format(format)
+    if format == "ase":
+        raise UsageError("format='ase' gives ase.Atoms, not a Dataset: use Selection.to_atoms()")
+    names = [subset] if subset is not None else list(selection.subsets)
+    wholes = [_whole_table(store) for store in selection.stores]
+    built = {name: _dataset(selection, wholes, name) for name in names}
     if format not in (None, "python"):
         built = {name: ds.with_format(format, dtype=None) if format in ("numpy", "torch") else ds.with_format(format)
                  for name, ds in built.items()}  # fmt: skip
     return built[subset] if subset is not None else datasets.DatasetDict(built)
-
-
-def to_atoms(store: Store, indices) -> list:
-    """Frames as ``ase.Atoms`` (SinglePointCalculator with energy, forces, stress) with ids in ``info``."""
-    out = []
-    regimes = store.regime_names(indices)
-    for i, regime in zip(np.asarray(indices), regimes):
-        atoms = store.frames.to_atoms(int(i))
-        atoms.info.update(frame_id=str(store.frame_id[i]), regime=str(regime), element=store.element)
-        out.append(atoms)
-    return out
 
 
 def features() -> datasets.Features:
@@ -174,20 +177,21 @@ def _whole_table(store: Store):
     return pa.table(columns)
 
 
-def _dataset(stores: list[Store], wholes, manifests: list[SplitManifest], selection, subset: str, split: str):
+def _dataset(selection: Selection, wholes, subset: str):
     import datasets
 
-    table = pa_concat([arrow_table(store, idx, whole=w) for store, w, idx in zip(stores, wholes, selection)])
+    blocks = selection.blocks(subset)
+    table = pa_concat([arrow_table(store, idx, whole=w) for (store, idx), w in zip(blocks, wholes)])
     key = ":".join(
-        [s.fingerprint for s in stores]
-        + [m.hash for m in manifests]
-        + [hashlib.sha256(np.ascontiguousarray(idx).tobytes()).hexdigest() for idx in selection]
+        [s.fingerprint for s in selection.stores]
+        + [m.hash for m in selection.manifests]
+        + [hashlib.sha256(np.ascontiguousarray(idx).tobytes()).hexdigest() for _, idx in blocks]
     )
     # Features are inferred from the table's Arrow types (the same as features()): passing them in
     # would deep-copy and re-validate them, which costs more than the rest of a warm load.
     ds = datasets.Dataset(table, split=datasets.NamedSplit(subset), fingerprint=hashlib.sha256(key.encode()).hexdigest()[:16])
     ds.info.description = (
-        f"TM23 {'+'.join(s.element for s in stores)}, split {split}, subset {subset} (Owen, Torrisi et al., "
+        f"TM23 {'+'.join(selection.elements)}, split {selection.split}, subset {subset} (Owen, Torrisi et al., "
         "npj Comput. Mater. 2024). Units: Å, eV, eV/Å, eV/Å³ (ASE sign)."
     )
     ds.info.citation, ds.info.homepage, ds.info.license = CITATION, manifest.RECORD_URL, manifest.LICENSE

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .errors import UsageError
 from . import elements
 
 ARCHIVE_NAME = "benchmarking_master_collection-20240316T202423Z-001.zip"
@@ -49,7 +50,7 @@ KIND_BY_NAME: dict[str, MemberKind] = {k.name: k for k in MEMBER_KINDS}
 def member_name(element: str, kind: str) -> str:
     """Path of a member inside the zip, e.g. ``benchmarking_master_collection/Ti_cold_nequip_train.xyz``."""
     if kind not in KIND_BY_NAME:
-        raise ValueError(f"unknown member kind {kind!r}; expected one of {', '.join(KIND_BY_NAME)}")
+        raise UsageError(f"unknown member kind {kind!r}; expected one of {', '.join(KIND_BY_NAME)}")
     return f"{MEMBER_DIR}/{element}_{kind}.xyz"
 
 

@@ -9,6 +9,8 @@ of the reference labels of the evaluated set.
 
 from __future__ import annotations
 
+from .errors import UsageError
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,35 +63,36 @@ class Evaluator:
         self.regime = None if regime is None else np.asarray(regime, dtype=object)
         self.name = name
         if self.energy.shape != self.natoms.shape:
-            raise ValueError(f"reference energy has shape {self.energy.shape}, expected {self.natoms.shape}")
+            raise UsageError(f"reference energy has shape {self.energy.shape}, expected {self.natoms.shape}")
 
     @classmethod
-    def for_split(cls, element: str, split: str, subset: str = "test", **split_kwargs) -> Evaluator:
-        """Reference labels of ``subset`` of ``split`` for ``element``, from the store."""
-        from .splits import resolve_split
-        from .store import load_store
+    def from_frames(cls, frames, regime=None, *, name: str = "") -> Evaluator:
+        """The reference labels of ``frames`` (a :class:`tm23data.frames.Frames`); stress is scored only if
+        every frame has a stress label (a partial stress set would make the MAV meaningless)."""
+        stress = frames.stress if bool(frames.has_stress.all()) and len(frames) else None
+        return cls(frames.natoms, frames.energy, frames.forces, stress, regime, name=name)
 
-        store = load_store(element)
-        manifest = resolve_split(store, split, **split_kwargs)
-        idx = manifest.select(subset)
-        frames = store.frames.take(idx)
-        has_stress = bool(frames.has_stress.all())
-        return cls(frames.natoms, frames.energy, frames.forces, frames.stress if has_stress else None,
-                   store.regime_names(idx), name=f"{element}/{split}/{subset}")  # fmt: skip
+    @classmethod
+    def for_split(cls, element, split: str, subset: str = "test", **split_kwargs) -> Evaluator:
+        """Reference labels of ``subset`` of ``split`` for ``element`` (one symbol or several), from the store;
+        ``split_kwargs`` are those of :meth:`tm23data.selection.Selection.open` (validation, seed, source)."""
+        from .selection import Selection
+
+        return Selection.open(element, split, progress=False, **split_kwargs).evaluator(subset)
 
     def eval(self, predictions: dict) -> dict:
         """Metrics per quantity (keys of :data:`QUANTITIES`), plus ``per_regime`` when regimes are known."""
         n = len(self.natoms)
         if "energy" not in predictions or "forces" not in predictions:
-            raise ValueError(f"predictions need 'energy' and 'forces': {self.expected_input_format}")
+            raise UsageError(f"predictions need 'energy' and 'forces': {self.expected_input_format}")
         energy = np.asarray(predictions["energy"], dtype=np.float64).reshape(-1)
         if energy.shape != (n,):
-            raise ValueError(f"predicted energy has {energy.size} values for {n} frames of {self.name or 'the set'}")
+            raise UsageError(f"predicted energy has {energy.size} values for {n} frames of {self.name or 'the set'}")
         forces = _stack_forces(predictions["forces"], self.natoms, "predicted forces")
         stress = None
         if predictions.get("stress") is not None:
             if self.stress is None:
-                raise ValueError("stress was predicted but the reference frames have no stress labels")
+                raise UsageError("stress was predicted but the reference frames have no stress labels")
             stress = _as_3x3(predictions["stress"], n, "predicted stress")
         mask = np.ones(n, dtype=bool)
         result = self._metrics(energy, forces, stress, mask)
@@ -116,14 +119,14 @@ class Evaluator:
 def _stack_forces(forces, natoms: np.ndarray, what: str) -> np.ndarray:
     if isinstance(forces, (list, tuple)):
         if len(forces) != len(natoms):
-            raise ValueError(f"{what}: {len(forces)} arrays for {len(natoms)} frames")
+            raise UsageError(f"{what}: {len(forces)} arrays for {len(natoms)} frames")
         for i, (f, n) in enumerate(zip(forces, natoms)):
             if np.shape(f) != (n, 3):
-                raise ValueError(f"{what}: frame {i} has shape {np.shape(f)}, expected ({n}, 3)")
+                raise UsageError(f"{what}: frame {i} has shape {np.shape(f)}, expected ({n}, 3)")
         forces = np.concatenate([np.asarray(f, dtype=np.float64) for f in forces]) if len(forces) else np.zeros((0, 3))
     forces = np.asarray(forces, dtype=np.float64)
     if forces.shape != (int(natoms.sum()), 3):
-        raise ValueError(f"{what} has shape {forces.shape}, expected ({int(natoms.sum())}, 3) for {len(natoms)} frames")
+        raise UsageError(f"{what} has shape {forces.shape}, expected ({int(natoms.sum())}, 3) for {len(natoms)} frames")
     return forces
 
 
@@ -134,7 +137,7 @@ def _as_3x3(stress, n: int, what: str) -> np.ndarray:
     if stress.shape == (n, 6):
         return np.stack([voigt_to_full_3x3(s) for s in stress]) if n else np.zeros((0, 3, 3))
     if stress.shape != (n, 3, 3):
-        raise ValueError(f"{what} has shape {stress.shape}, expected ({n}, 3, 3) or Voigt ({n}, 6)")
+        raise UsageError(f"{what} has shape {stress.shape}, expected ({n}, 3, 3) or Voigt ({n}, 6)")
     return stress
 
 
@@ -155,9 +158,9 @@ def fit_power_law(n_train, errors) -> PowerLaw:
     n_train = np.asarray(n_train, dtype=np.float64)
     errors = np.asarray(errors, dtype=np.float64)
     if n_train.shape != errors.shape or n_train.ndim != 1 or len(n_train) < 2:
-        raise ValueError("need at least two (N, error) pairs of equal length")
+        raise UsageError("need at least two (N, error) pairs of equal length")
     if not (np.all(n_train > 0) and np.all(errors > 0) and np.all(np.isfinite(errors))):
-        raise ValueError("training sizes and errors must be positive and finite for a log-log fit")
+        raise UsageError("training sizes and errors must be positive and finite for a log-log fit")
     x, y = np.log(n_train), np.log(errors)
     b, log_a = np.polyfit(x, y, 1)
     residual = y - (log_a + b * x)

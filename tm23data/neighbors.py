@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import StepError, UsageError
 from . import __version__, config
 from .frames import Frames
 from .h5io import ChecksummedFile, open_or_build, write_atomically
@@ -34,7 +35,7 @@ from .h5io import ChecksummedFile, open_or_build, write_atomically
 GRAPH_FORMAT_VERSION = 1
 
 
-class GraphCacheError(RuntimeError):
+class GraphCacheError(StepError):
     """A cached graph file is damaged, incomplete or stale (it is rebuilt)."""
 
 
@@ -43,9 +44,9 @@ def check_cutoff(cutoff) -> float:
     try:
         value = float(cutoff)
     except (TypeError, ValueError):
-        raise ValueError(f"cutoff must be a number of Å, got {cutoff!r}") from None
+        raise UsageError(f"cutoff must be a number of Å, got {cutoff!r}") from None
     if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"cutoff must be a positive, finite distance in Å, got {cutoff!r}")
+        raise UsageError(f"cutoff must be a positive, finite distance in Å, got {cutoff!r}")
     return value
 
 
@@ -69,15 +70,15 @@ class NeighborList:
         cell = np.ascontiguousarray(cell, dtype=np.float64)
         pbc = np.broadcast_to(np.asarray(pbc, dtype=bool), (3,))
         if positions.ndim != 2 or positions.shape[1] != 3:
-            raise ValueError(f"positions must have shape (N, 3), got {positions.shape}")
+            raise UsageError(f"positions must have shape (N, 3), got {positions.shape}")
         if cell.shape != (3, 3):
-            raise ValueError(f"cell must have shape (3, 3) (rows are lattice vectors), got {cell.shape}")
+            raise UsageError(f"cell must have shape (3, 3) (rows are lattice vectors), got {cell.shape}")
         if pbc.all():
             degenerate = abs(np.linalg.det(cell)) < 1e-9
         else:
             degenerate = bool(pbc.any()) and np.linalg.matrix_rank(cell[pbc]) < int(pbc.sum())
         if degenerate:
-            raise ValueError(
+            raise UsageError(
                 f"the periodic lattice vectors of cell {cell.tolist()} (pbc {pbc.tolist()}) are degenerate; "
                 "a periodic graph needs linearly independent lattice vectors along periodic directions"
             )

@@ -35,12 +35,12 @@ import numpy as np
 import torch
 from torch_geometric.data import Data, Dataset
 
-from . import elements
 from .collate import edge_vectors
 from .config import ArchiveSource
+from .errors import UsageError
 from .neighbors import Graphs, check_cutoff, load_graphs
-from .splits import resolve_split
-from .store import REGIME_NAMES, load_store
+from .selection import Selection
+from .store import REGIME_NAMES
 
 __all__ = ["TM23Dataset", "edge_vectors", "frame_to_data"]
 
@@ -78,19 +78,32 @@ class TM23Dataset(Dataset):
         cache_root=None,
         progress: bool = True,
     ):
-        if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
-            raise ValueError(f"dtype must be a floating torch dtype such as torch.float32, got {dtype!r}")
-        self.cutoff = check_cutoff(cutoff)
-        self.split, self.subset, self.dtype = split, subset, dtype
-        self.elements = elements.resolve(element)
-        self.stores, self.graphs, self.manifests, self.selections = [], [], [], []
-        for symbol in self.elements:
-            store = load_store(symbol, source, progress=progress)
-            manifest = resolve_split(store, split, validation=validation, seed=seed)
-            self.stores.append(store)
-            self.manifests.append(manifest)
-            self.selections.append(manifest.select(subset))
-            self.graphs.append(load_graphs(store, self.cutoff, root=cache_root, progress=progress))
+        _check_dtype(dtype)
+        cutoff = check_cutoff(cutoff)
+        selection = Selection.open(element, split, validation=validation, seed=seed, source=source, progress=progress)
+        self._setup(selection, subset, cutoff, dtype=dtype, transform=transform, cache_root=cache_root,
+                    progress=progress)  # fmt: skip
+
+    @classmethod
+    def from_selection(cls, selection: Selection, subset: str = "train", cutoff: float = 5.0, *,
+                       dtype: torch.dtype = torch.float64, transform=None, cache_root=None,
+                       progress: bool = True) -> TM23Dataset:  # fmt: skip
+        """The dataset of ``subset`` of a :class:`tm23data.selection.Selection` (``selection.to_pyg(...)``)."""
+        _check_dtype(dtype)
+        self = cls.__new__(cls)
+        self._setup(selection, subset, check_cutoff(cutoff), dtype=dtype, transform=transform,
+                    cache_root=cache_root, progress=progress)  # fmt: skip
+        return self
+
+    def _setup(self, selection: Selection, subset: str, cutoff: float, *, dtype, transform, cache_root, progress):
+        self.selection, self.cutoff = selection, cutoff
+        self.split, self.subset, self.dtype = selection.split, subset, dtype
+        self.elements = list(selection.elements)
+        blocks = selection.blocks(subset)
+        self.stores = [store for store, _ in blocks]
+        self.manifests = list(selection.manifests)
+        self.selections = [idx for _, idx in blocks]
+        self.graphs = [load_graphs(store, cutoff, root=cache_root, progress=progress) for store in self.stores]
         sizes = np.array([len(s) for s in self.selections], dtype=np.int64)
         self._block_start = np.concatenate([[0], np.cumsum(sizes)])
         super().__init__(root=None, transform=transform, log=False)
@@ -140,15 +153,18 @@ class TM23Dataset(Dataset):
         """
         from .metrics import Evaluator
 
-        frames = self.frames()
         regimes = np.concatenate([self.stores[block].regime_names(sel) for block, sel in self._runs()])
-        stress = frames.stress if bool(frames.has_stress.all()) else None
         name = f"{'+'.join(self.elements)}/{self.split}/{self.subset}"
-        return Evaluator(frames.natoms, frames.energy, frames.forces, stress, regimes, name=name)
+        return Evaluator.from_frames(self.frames(), regimes, name=name)
 
     def __repr__(self) -> str:
         return (f"TM23Dataset({'+'.join(self.elements)}, split={self.split!r}, subset={self.subset!r}, "
                 f"cutoff={self.cutoff}, frames={len(self)})")  # fmt: skip
+
+
+def _check_dtype(dtype) -> None:
+    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise UsageError(f"dtype must be a floating torch dtype such as torch.float32, got {dtype!r}")
 
 
 def frame_to_data(store, frame: int, graphs: Graphs, dtype: torch.dtype = torch.float64) -> Data:

@@ -16,14 +16,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .elements import REGIMES
+from .errors import UsageError
 from .store import Store
 
 SUBSETS = ("train", "validation", "test")
 LEARNING_CURVE_SIZES = (100, 300, 500, 700, 900)
 
 
-class SplitError(ValueError):
-    """Unknown split name, impossible size, or train/test overlap."""
+class SplitError(UsageError):
+    """Unknown split name, bad subset string, impossible size, or train/test overlap."""
 
 
 @dataclass(frozen=True)
@@ -123,14 +124,67 @@ class SplitManifest:
         }
 
     def select(self, spec: str) -> np.ndarray:
-        """Frame indices for an HF-style split string: ``train``, ``train[:100]``, ``test[10%:]``, ``train+test``."""
-        from datasets import ReadInstruction
+        """Frame indices for an HF-style split string: ``train``, ``train[:100]``, ``test[10%:]``, ``train+test``
+        (the grammar and rounding of HF ``datasets``' ``ReadInstruction``; see :func:`parse_subset`)."""
+        sizes = self.sizes()
+        parts = []
+        for name, start, stop in parse_subset(spec, sizes, split=self.name):
+            parts.append(self.subsets[name][start:stop])
+        return np.concatenate(parts)
 
-        try:
-            instructions = ReadInstruction.from_spec(spec).to_absolute(self.sizes())
-        except (ValueError, AssertionError) as err:
-            raise SplitError(f"bad subset {spec!r} for split {self.name}: {err}") from None
-        return np.concatenate([self.subsets[i.splitname][i.from_ : i.to] for i in instructions])
+
+#: One term of a subset string: ``NAME``, ``NAME[FROM:TO]`` with integers or percentages, and an optional
+#: ``(closest)`` / ``(pct1_dropremainder)`` rounding, as HF ``datasets`` writes them.
+_TERM_RE = re.compile(
+    r"^(?P<name>\w+)(\[(?:(?P<from>-?\d+)(?P<from_pct>%)?)?:(?:(?P<to>-?\d+)(?P<to_pct>%)?)?\])?"
+    r"(\((?P<rounding>[^)]*)\))?$"
+)
+
+
+def parse_subset(spec: str, sizes: dict[str, int], *, split: str = "") -> list[tuple[str, int, int]]:
+    """``[(subset, start, stop), ...]`` for an HF-style subset string against subset ``sizes``.
+
+    Same grammar and results as ``datasets.ReadInstruction.from_spec(spec).to_absolute(sizes)`` (terms
+    joined by ``+``; slices of absolute counts, negative from the end, or percentages rounded to the
+    closest frame, or with ``(pct1_dropremainder)`` in whole percent blocks), without importing ``datasets``.
+    """
+    where = f" for split {split}" if split else ""
+    if not isinstance(spec, str) or not spec.strip():
+        raise SplitError(f"empty subset{where}; use one of {', '.join(sizes)} (or e.g. 'train[:100]')")
+    out = []
+    for term in re.split(r"\s*\+\s*", spec.strip()):
+        m = _TERM_RE.match(term)
+        if not m:
+            raise SplitError(f"bad subset {spec!r}{where}: {term!r} is not NAME or NAME[FROM:TO] (e.g. 'train[:100]', "
+                             "'test[10%:]', 'train+test')")  # fmt: skip
+        name = m.group("name")
+        if name not in sizes:
+            raise SplitError(f"bad subset {spec!r}{where}: no subset {name!r}; this split has {', '.join(sizes)}"
+                             + ("" if name != "validation" else " (pass validation=F to carve one out of train)"))  # fmt: skip
+        rounding = m.group("rounding") or "closest"
+        if rounding not in ("closest", "pct1_dropremainder"):
+            raise SplitError(f"bad subset {spec!r}{where}: rounding must be closest or pct1_dropremainder")
+        n = sizes[name]
+        bounds = []
+        for key, default in (("from", 0), ("to", n)):
+            text = m.group(key)
+            if text is None:
+                bounds.append(default)
+                continue
+            value = int(text)
+            if m.group("from_pct") or m.group("to_pct"):  # as HF: one % makes both bounds percentages
+                if abs(value) > 100:
+                    raise SplitError(f"bad subset {spec!r}{where}: percentages must be between -100% and 100%")
+                if rounding == "closest":
+                    value = int(round(value * n / 100.0))
+                elif n < 100:
+                    raise SplitError(f"bad subset {spec!r}{where}: pct1_dropremainder on {n} < 100 frames is always empty")
+                else:
+                    value = value * (n // 100)
+            bounds.append(value)
+        start, stop = (min(max(n + b, 0) if b < 0 else b, n) for b in bounds)
+        out.append((name, start, stop))
+    return out
 
 
 def resolve_split(

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import StepError
 from . import __version__, config, elements, manifest
 from .archive import Archive
 from .config import ArchiveSource
@@ -35,7 +36,7 @@ REGIME_NAMES = (*elements.REGIMES, "unknown")  # code -1 -> "unknown" (a 2700cwm
 UNKNOWN_REGIME = -1
 
 
-class StoreError(RuntimeError):
+class StoreError(StepError):
     """The store cannot be built (bad archive content); the message names member and frame."""
 
 

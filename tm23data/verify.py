@@ -7,8 +7,9 @@ import numpy as np
 
 from . import config, elements
 from .archive import Archive
-from .fetch import file_md5
-from .splits import STANDARD_SPLITS, resolve_split
+from .hashes import file_md5
+from .selection import Selection
+from .splits import STANDARD_SPLITS
 from .store import REGIME_NAMES, CorruptStoreError, StoreError, fingerprint, load_store, open_store, store_path
 
 
@@ -82,7 +83,7 @@ def _verify_element(el: str, source, archive_ok: bool, problems: list[str]) -> d
     out["splits"] = {}
     for name in STANDARD_SPLITS:
         try:
-            resolve_split(store, name)
+            Selection.from_stores([store], name)
             out["splits"][name] = "ok"
         except ValueError as err:
             out["splits"][name] = str(err)
