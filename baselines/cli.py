@@ -6,14 +6,13 @@ command runs.
 
 from __future__ import annotations
 
-from ..errors import UsageError
-
-import dataclasses
 import json
 import os
 import subprocess
 import sys
 from importlib import resources
+
+from ..errors import UsageError
 
 
 def register(sub) -> None:
@@ -138,24 +137,14 @@ def register(sub) -> None:
 # --------------------------------------------------------------------------------------------------------
 
 
-def _parse_value(text: str):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
+def _settings(cls, args, names: tuple[str, ...], items: list[str]):
+    """A settings dataclass from the explicit flags that were given and ``--set KEY=VALUE`` pairs, each value
+    converted to its field's type (:mod:`tm23data.overrides`)."""
+    from .. import overrides
 
-
-def _settings(cls, args, names: tuple[str, ...], overrides: list[str]):
-    """A settings dataclass from the explicit flags that were given and ``--set KEY=VALUE`` pairs."""
     values = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
-    fields = {f.name for f in dataclasses.fields(cls)}
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or key not in fields:
-            raise UsageError(f"--set {item!r}: expected KEY=VALUE with KEY one of {', '.join(sorted(fields))}")
-        values[key] = _parse_value(value)
-    return cls(**values)
+    values.update(overrides.parse_assignments(items))
+    return cls.from_dict(values)
 
 
 NEQUIP_FLAGS = ("r_max", "num_layers", "l_max", "num_features", "learning_rate", "energy_weight", "force_weight",

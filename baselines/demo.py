@@ -14,8 +14,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from ..errors import UsageError
 from .. import config, manifest
+from ..errors import UsageError
 from .flare import FlareSettings
 from .nequip import NequIPSettings
 

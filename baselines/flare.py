@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import overrides
 from ..errors import StepError, UsageError
 from ..frames import Frames
 
@@ -135,11 +136,8 @@ class FlareSettings:
 
     @classmethod
     def from_dict(cls, d: dict) -> FlareSettings:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise UsageError(f"unknown FLARE settings: {', '.join(sorted(unknown))}")
-        return cls(**d)
+        """Settings from a dict (``to_dict``'s, a result file's, or ``--set`` text values); unknown keys are errors."""
+        return overrides.apply(cls(), d, label="FLARE")
 
 
 @contextlib.contextmanager

@@ -20,6 +20,7 @@ from ..atomic import write_atomic
 from . import results
 from .flare import FlareSettings, FlareSGP, evenly_spaced
 
+
 def grid_subsets(selection, n_train: int, n_test: int) -> tuple[np.ndarray, np.ndarray]:
     """Positions in the selection's train and test subsets: ``n_train`` and ``n_test`` evenly spaced."""
     sizes = selection.sizes()

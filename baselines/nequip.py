@@ -34,9 +34,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UsageError, StepError
 from .. import config as tm23config
+from .. import overrides
 from ..atomic import atomic_path, write_atomic
+from ..errors import StepError, UsageError
 from . import results
 
 log = logging.getLogger(__name__)
@@ -113,11 +114,8 @@ class NequIPSettings:
 
     @classmethod
     def from_dict(cls, d: dict) -> NequIPSettings:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise UsageError(f"unknown NequIP settings: {', '.join(sorted(unknown))}")
-        return cls(**d)
+        """Settings from a dict (``to_dict``'s, a result file's, or ``--set`` text values); unknown keys are errors."""
+        return overrides.apply(cls(), d, label="NequIP")
 
 
 def max_time_string(value: str | float | None) -> str | None:

@@ -8,12 +8,12 @@
 
 from __future__ import annotations
 
-from ..errors import UsageError
-
 import json
 import time
 
 from lightning.pytorch.callbacks import Callback
+
+from ..errors import UsageError
 
 
 def current_lr(trainer) -> float:

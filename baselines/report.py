@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..tables import markdown_table, text_table
-from ..errors import UsageError
 from .. import elements
 from ..atomic import write_atomic
+from ..errors import UsageError
+from ..tables import markdown_table, text_table
 from . import results
 
 PAPER_TABLES = {

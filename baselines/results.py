@@ -33,8 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UsageError
 from ..atomic import atomic_path, write_atomic
+from ..errors import UsageError
 from ..metrics import QUANTITIES, UNITS
 
 log = logging.getLogger(__name__)

@@ -16,9 +16,9 @@ import platform
 import shlex
 from pathlib import Path
 
-from ..errors import UsageError
 from .. import __version__, elements
 from ..archive import members_from_regimes, write_archive
+from ..errors import UsageError
 from ..frames import Frames
 from .settings import MDSettings, Settings
 

@@ -13,11 +13,12 @@ Heavy modules are imported inside the commands, so ``tm23 --help`` stays fast.
 
 from __future__ import annotations
 
-from ..errors import UsageError
-
 import argparse
 import json
 import sys
+
+from .. import overrides
+from ..errors import UsageError
 
 
 def register(sub) -> None:
@@ -180,11 +181,7 @@ def _changes(args) -> dict:
         value = getattr(args, name, None)
         if value is not None:
             changes[key] = value
-    for item in getattr(args, "set", []) or []:
-        if "=" not in item:
-            raise UsageError(f"--set takes KEY=VALUE, got {item!r}")
-        key, value = item.split("=", 1)
-        changes[key.strip()] = value
+    changes.update(overrides.parse_assignments(getattr(args, "set", None)))
     return changes
 
 

@@ -15,14 +15,14 @@ meshes tried were not dense enough to show convergence and the result says so (`
 
 from __future__ import annotations
 
-from ..errors import UsageError
-
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from ..errors import UsageError
 
 ENERGY_TOL_EV_PER_ATOM = 1e-3
 FORCE_TOL_EV_PER_A = 5e-3

@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 
-from ..errors import StepError, UsageError
 from .. import elements
+from ..errors import StepError, UsageError
 from ..frames import Frames
 from .settings import Settings
 from .structures import Supercell, build_supercell

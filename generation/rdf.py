@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UsageError
 from .. import elements
+from ..errors import UsageError
 
 
 @dataclass

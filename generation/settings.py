@@ -16,15 +16,14 @@ Override from Python (``Settings().override({"vasp.incar_static.ENCUT": 600})``)
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .. import elements, overrides
 from ..errors import UsageError
-from .. import elements
 
 #: Materials Project's default PAW datasets (pymatgen MPRelaxSet, functional "PBE") for the 27 metals.
 #: The paper's own choices (its Supplementary Table 2) are not available; override per element with
@@ -86,6 +85,59 @@ def nose_hoover_tdamp_fs(period_fs: float) -> float:
     thermostat 4.4x slower than VASP's SMASS = 0, so tdamp = period / (π√2).
     """
     return float(period_fs) / (math.pi * math.sqrt(2.0))
+
+
+# Conversions of the dict settings' entries (used by tm23data.overrides through the fields' metadata)
+
+
+def _incar_tag(name: str) -> str:
+    return str(name).upper()
+
+
+def _incar_value(value, key: str):
+    return parse_incar_value(value) if isinstance(value, str) else value
+
+
+def _element_key(name: str) -> str:
+    return elements.get(name).symbol
+
+
+def _potcar_value(value, key: str) -> str:
+    return str(value)
+
+
+def _parse_mesh(value, key: str) -> list[int]:
+    if isinstance(value, str):
+        value = value.replace("x", " ").replace(",", " ").split()
+    try:
+        mesh = [int(v) for v in value]
+    except (TypeError, ValueError):
+        raise UsageError(f"setting {key!r} takes three integers such as 3x3x5, got {value!r}") from None
+    if len(mesh) != 3 or min(mesh) < 1:
+        raise UsageError(f"setting {key!r} takes three positive integers such as 3x3x5, got {value!r}")
+    return mesh
+
+
+def parse_incar_value(text: str):
+    """An INCAR value from text: .TRUE./.FALSE. -> bool, integers, floats (1E-6), else the string."""
+    t = text.strip()
+    low = t.lower()
+    if low in (".true.", "true", "t"):
+        return True
+    if low in (".false.", "false", "f"):
+        return False
+    try:
+        return int(t)
+    except ValueError:
+        pass
+    try:
+        return float(t)
+    except ValueError:
+        return t
+
+
+#: Metadata of the INCAR-tag dict fields: tag names upper-cased, text values parsed as INCAR values.
+_INCAR = {"key": _incar_tag, "value": _incar_value}
 
 
 @dataclass
@@ -195,15 +247,15 @@ SUPERCELL_RULES = ("vectors", "images", "tm23")
 class VaspSettings:
     """INCAR tags, k-points and PAW datasets. Any INCAR tag can be added or overridden."""
 
-    incar_common: dict = field(default_factory=lambda: dict(INCAR_COMMON))
-    incar_aimd: dict = field(default_factory=lambda: dict(INCAR_AIMD))
-    incar_static: dict = field(default_factory=lambda: dict(INCAR_STATIC))
+    incar_common: dict = field(default_factory=lambda: dict(INCAR_COMMON), metadata=_INCAR)
+    incar_aimd: dict = field(default_factory=lambda: dict(INCAR_AIMD), metadata=_INCAR)
+    incar_static: dict = field(default_factory=lambda: dict(INCAR_STATIC), metadata=_INCAR)
     #: Static k-mesh per element (Γ-centred), e.g. {"Cu": [3, 3, 5]}; fill in with `tm23 kpoints`.
-    kpoints: dict = field(default_factory=dict)
+    kpoints: dict = field(default_factory=dict, metadata={"key": _element_key, "value": _parse_mesh})
     #: Elements without a converged mesh get n_i = max(1, ceil(kpoint_length_A / |a_i|)) (our placeholder).
     kpoint_length_A: float = 30.0
     potcar_functional: str = "PBE"  #: pymatgen functional name (Materials Project's legacy PBE set)
-    potcar: dict = field(default_factory=lambda: dict(MP_POTCARS))
+    potcar: dict = field(default_factory=lambda: dict(MP_POTCARS), metadata={"key": _element_key, "value": _potcar_value})
 
     def incar(self, stage: str) -> dict:
         """Merged INCAR tags of ``stage`` ("aimd" or "static"), stage tags overriding common ones."""
@@ -232,9 +284,9 @@ class SlurmSettings:
     ntasks_per_node: int | None = None
     cpus_per_task: int | None = None
     mem: str | None = None
-    modules: list = field(default_factory=list)  #: `module load` these, in order
-    setup: list = field(default_factory=list)  #: extra shell lines run before VASP (e.g. `source env.sh`)
-    extra_sbatch: list = field(default_factory=list)  #: extra `#SBATCH` options, e.g. ["--constraint=cpu"]
+    modules: list[str] = field(default_factory=list)  #: `module load` these, in order
+    setup: list[str] = field(default_factory=list)  #: extra shell lines run before VASP (e.g. `source env.sh`)
+    extra_sbatch: list[str] = field(default_factory=list)  #: extra `#SBATCH` options, e.g. ["--constraint=cpu"]
     vasp_command: str = "srun vasp_std"  #: static labels
     vasp_command_aimd: str = "srun vasp_std"  #: AIMD (Γ only: `srun vasp_gam` is about twice as fast)
     chunk_size: int = 20  #: frames per array task
@@ -242,7 +294,7 @@ class SlurmSettings:
     max_array_size: int = 1000  #: split larger submissions (SLURM's MaxArraySize is often 1001)
     stop_margin_s: int = 900  #: ask VASP to stop cleanly (STOPCAR) this long before the time limit
     potcar_dir: str | None = None  #: folder with NAME/POTCAR, used by the jobs when only POTCAR.spec exists
-    cleanup: list = field(default_factory=lambda: ["WAVECAR", "CHG", "CHGCAR", "PROCAR", "DOSCAR", "EIGENVAL"])
+    cleanup: list[str] = field(default_factory=lambda: ["WAVECAR", "CHG", "CHGCAR", "PROCAR", "DOSCAR", "EIGENVAL"])
     sbatch: str = "sbatch"  #: the submit command (a path, for tests)
     squeue: str = "squeue"
 
@@ -285,131 +337,6 @@ class Settings:
 
     def override(self, changes: dict) -> Settings:
         """A copy with ``changes`` applied: nested dicts ({"md": {"n_frames": 50}}) or dotted keys
-        ({"md.n_frames": 50, "vasp.incar_static.ENCUT": 600}). Values given as strings are converted to
-        the type of the setting they replace."""
-        data = self.to_dict()
-        for key, value in _flatten(changes).items():
-            _assign(data, key, value)
-        return _build(data)
-
-
-def _flatten(changes: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in changes.items():
-        dotted = f"{prefix}{key}"
-        section = dotted.split(".")
-        # nested dicts are walked, except inside free-form dict settings (INCAR tags, kpoints, potcar)
-        if isinstance(value, dict) and not (len(section) == 2 and section[0] == "vasp"):
-            out.update(_flatten(value, dotted + "."))
-        else:
-            out[dotted] = value
-    return out
-
-
-_FREE_FORM = {("vasp", "incar_common"), ("vasp", "incar_aimd"), ("vasp", "incar_static"), ("vasp", "kpoints"),
-              ("vasp", "potcar")}  # fmt: skip
-
-
-def _assign(data: dict, key: str, value) -> None:
-    parts = key.split(".")
-    if parts[0] not in data:
-        raise UsageError(f"unknown setting {key!r}: sections are {', '.join(data)}")
-    section = data[parts[0]]
-    if len(parts) < 2 or parts[1] not in section:
-        choices = ", ".join(f"{parts[0]}.{k}" for k in section)
-        raise UsageError(f"unknown setting {key!r}; {parts[0]} settings are: {choices}")
-    if (parts[0], parts[1]) in _FREE_FORM:
-        target = section[parts[1]]
-        if len(parts) == 2:
-            if not isinstance(value, dict):
-                raise UsageError(f"setting {key!r} takes a mapping, e.g. --set {key}.NAME=VALUE")
-            for name, item in value.items():
-                _assign(data, f"{key}.{name}", item)
-            return
-        if len(parts) != 3:
-            raise UsageError(f"setting {key!r}: expected {parts[0]}.{parts[1]}.NAME")
-        name = parts[2].upper() if parts[1].startswith("incar") else parts[2]
-        if parts[1].startswith("incar"):
-            target.pop(name, None)
-            target[name] = parse_incar_value(value) if isinstance(value, str) else value
-        elif parts[1] == "kpoints":
-            elements.get(name)
-            target[name] = _parse_mesh(value, key)
-        else:
-            elements.get(name)
-            target[name] = str(value)
-        return
-    if len(parts) != 2:
-        raise UsageError(f"unknown setting {key!r}")
-    old = section[parts[1]]
-    section[parts[1]] = _coerce(value, old, key)
-
-
-def _coerce(value, old, key: str):
-    if not isinstance(value, str):
-        return value
-    text = value.strip()
-    if isinstance(old, bool):
-        if text.lower() in ("1", "true", "yes", "on", ".true.", "t"):
-            return True
-        if text.lower() in ("0", "false", "no", "off", ".false.", "f"):
-            return False
-        raise UsageError(f"setting {key!r} takes true or false, got {value!r}")
-    if text.lower() in ("none", "null", ""):
-        return None
-    try:
-        if isinstance(old, int):
-            return int(text)
-        if isinstance(old, float):
-            return float(text)
-    except ValueError:
-        raise UsageError(f"setting {key!r} takes a {type(old).__name__}, got {value!r}") from None
-    if isinstance(old, (list, tuple)):
-        return [t for t in (s.strip() for s in text.split(",")) if t]
-    return text
-
-
-def _parse_mesh(value, key: str) -> list[int]:
-    if isinstance(value, str):
-        value = value.replace("x", " ").replace(",", " ").split()
-    try:
-        mesh = [int(v) for v in value]
-    except (TypeError, ValueError):
-        raise UsageError(f"setting {key!r} takes three integers such as 3x3x5, got {value!r}") from None
-    if len(mesh) != 3 or min(mesh) < 1:
-        raise UsageError(f"setting {key!r} takes three positive integers such as 3x3x5, got {value!r}")
-    return mesh
-
-
-def parse_incar_value(text: str):
-    """An INCAR value from text: .TRUE./.FALSE. -> bool, integers, floats (1E-6), else the string."""
-    t = text.strip()
-    low = t.lower()
-    if low in (".true.", "true", "t"):
-        return True
-    if low in (".false.", "false", "f"):
-        return False
-    try:
-        return int(t)
-    except ValueError:
-        pass
-    try:
-        return float(t)
-    except ValueError:
-        return t
-
-
-def _build(data: dict) -> Settings:
-    data = copy.deepcopy(data)
-    sections = {f.name: f.type for f in fields(Settings)}
-    classes = {"md": MDSettings, "structure": StructureSettings, "vasp": VaspSettings, "slurm": SlurmSettings}
-    built = {}
-    for name in sections:
-        cls = classes[name]
-        known = {f.name for f in fields(cls)}
-        values = data.get(name, {})
-        unknown = set(values) - known
-        if unknown:
-            raise UsageError(f"unknown setting(s) {', '.join(sorted(f'{name}.{k}' for k in unknown))}")
-        built[name] = cls(**values)
-    return Settings(**built)
+        ({"md.n_frames": 50, "vasp.incar_static.ENCUT": 600}); text values are converted to each setting's
+        type (:mod:`tm23data.overrides`). Unknown keys are errors listing the valid ones."""
+        return overrides.apply(self, changes)

@@ -36,9 +36,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import StepError, UsageError
 from .. import elements
 from ..atomic import write_atomic
+from ..errors import StepError, UsageError
 from .settings import Settings
 
 log = logging.getLogger(__name__)

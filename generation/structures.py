@@ -38,8 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError, StepError, UsageError
 from .. import elements
+from ..errors import DataError, StepError, UsageError
 from .settings import SUPERCELL_RULES, StructureSettings
 
 #: alpha-Mn (I-43m, No. 217) Wyckoff positions of the standard experimental refinement (2a, 8c, 24g, 24g):

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UsageError, StepError
 from .. import elements
 from ..atomic import write_atomic
+from ..errors import StepError, UsageError
 from .settings import Settings, VaspSettings
 
 # --------------------------------------------------------------------------------------------------

@@ -10,8 +10,6 @@ Every error names the file, and the line where the problem is when there is one.
 
 from __future__ import annotations
 
-from ..errors import DataError
-
 import os
 import re
 import xml.etree.ElementTree as ET
@@ -19,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from ..errors import DataError
 
 
 def _kbar() -> float:

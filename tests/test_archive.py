@@ -7,7 +7,6 @@ import zipfile
 
 import pytest
 
-from tm23data import archive as archive_mod
 from tm23data import manifest
 from tm23data.archive import Archive, ArchiveError, UnsafeArchiveError
 

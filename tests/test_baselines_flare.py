@@ -23,6 +23,7 @@ from tm23data.baselines.flare import (  # noqa: E402
     quiet_stdout,
     train_flare,
 )
+
 from tm23data.frames import Frames  # noqa: E402
 from tm23data.splits import resolve_split  # noqa: E402
 from tm23data.store import load_store  # noqa: E402
@@ -156,7 +157,6 @@ def test_sparse_selection_with_two_species_matches_flares_own_choice():
     """FLARE lists variances grouped by species, not in atom order; the atoms picked must be FLARE's own."""
     from ase.build import bulk
     from ase.calculators.emt import EMT
-
     from tm23data.baselines.flare import import_flare, most_uncertain_atoms
 
     rng = np.random.default_rng(1)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from tm23data.generation import fakevasp
 from tm23data.generation.extract import (
     ExtractionError,

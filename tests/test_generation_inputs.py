@@ -6,8 +6,6 @@ import json
 
 import numpy as np
 import pytest
-
-from tm23data import elements
 from tm23data.generation.settings import MP_POTCARS, MDSettings, Settings
 from tm23data.generation.structures import build_supercell
 from tm23data.generation.vasp import (
@@ -19,6 +17,8 @@ from tm23data.generation.vasp import (
     write_static_inputs,
 )
 from tm23data.generation.vaspout import read_incar
+
+from tm23data import elements
 
 
 def test_protocol_numbers():

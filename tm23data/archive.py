@@ -15,9 +15,9 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
-from .errors import DataError, UsageError
 from . import config, elements, manifest
 from .atomic import atomic_path, write_atomic
+from .errors import DataError, UsageError
 from .frames import Frames
 
 #: Largest compression ratio accepted (text extxyz deflates ~3-5x; zip bombs reach thousands).

@@ -23,12 +23,12 @@ a strain for stress by autograd. Both follow the convention of :mod:`tm23data.ne
 
 from __future__ import annotations
 
-from .errors import UsageError
-
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
+
+from .errors import UsageError
 
 #: Per-atom columns of a ``load_tm23`` row (concatenated over frames) and their trailing shapes.
 PER_ATOM = {"atomic_numbers": (), "positions": (3,), "forces": (3,)}

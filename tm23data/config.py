@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Iterator
 from urllib.parse import unquote, urlparse
 
-from .errors import UsageError
 from . import manifest
+from .errors import UsageError
 
 #: File name of an archive known only by its md5 (TM23_MD5 without TM23_URL) and imported under a name that
 #: is not a plain ``*.zip`` name.

@@ -6,13 +6,13 @@ the three AIMD temperatures are derived from them (0.25, 0.75, 1.25 x T_melt), n
 
 from __future__ import annotations
 
-from .errors import UsageError
-
 import csv
 import difflib
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
+
+from .errors import UsageError
 
 #: Regime name -> fraction of the melting temperature at which the AIMD ran (paper, Methods).
 REGIME_FRACTIONS: dict[str, float] = {"cold": 0.25, "warm": 0.75, "melt": 1.25}

@@ -7,12 +7,12 @@ stress in eV/Å³ with the ASE sign convention (positive = tensile). Missing lab
 
 from __future__ import annotations
 
-from .errors import UsageError
-
 import hashlib
 from dataclasses import dataclass, fields
 
 import numpy as np
+
+from .errors import UsageError
 
 #: Bumped whenever the bytes that go into a frame's content hash change (invalidates stores).
 HASH_VERSION = 1

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import UsageError
 from . import elements
+from .errors import UsageError
 
 ARCHIVE_NAME = "benchmarking_master_collection-20240316T202423Z-001.zip"
 

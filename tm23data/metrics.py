@@ -9,11 +9,11 @@ of the reference labels of the evaluated set.
 
 from __future__ import annotations
 
-from .errors import UsageError
-
 from dataclasses import dataclass
 
 import numpy as np
+
+from .errors import UsageError
 
 QUANTITIES = ("energy_per_atom", "forces", "stress")
 UNITS = {"energy_per_atom": "eV/atom", "forces": "eV/Å", "stress": "eV/Å³"}

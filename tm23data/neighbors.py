@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import StepError, UsageError
 from . import __version__, config
+from .errors import StepError, UsageError
 from .frames import Frames
 from .h5io import ChecksummedFile, open_or_build, write_atomically
 

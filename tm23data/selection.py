@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import UsageError
 from . import elements
 from .config import ArchiveSource
+from .errors import UsageError
 from .frames import Frames
 from .splits import SplitDefinition, SplitManifest, resolve_split
 from .store import Store, load_store

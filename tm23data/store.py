@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import StepError
 from . import __version__, config, elements, manifest
 from .archive import Archive
 from .config import ArchiveSource
+from .errors import StepError
 from .extxyz import READER_VERSION, parse_extxyz
 from .fetch import fetch_archive
 from .frames import HASH_VERSION, Frames
