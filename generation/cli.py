@@ -194,30 +194,11 @@ def _settings(args):
 
 def _user_structures(args, symbols, settings) -> dict:
     """Supercells from --structure / --structure-from-archive / --materials-project, if given."""
-    from .structures import (
-        build_supercell,
-        frames_from_archive,
-        from_materials_project,
-        read_structure_file,
-        supercell_from_frames,
-    )
+    from .structures import supercells_from_sources
 
-    out = {}
-    if getattr(args, "structure", None):
-        if len(symbols) != 1:
-            raise UsageError("--structure FILE applies to one element; give one ELEMENT")
-        unit = read_structure_file(args.structure, symbols[0])
-        out[symbols[0]] = build_supercell(symbols[0], settings.structure, unit_cell=unit,
-                                          lattice_source=f"file {args.structure}", certainty="user")  # fmt: skip
-    elif getattr(args, "structure_from_archive", None):
-        for el in symbols:
-            frames = frames_from_archive(args.structure_from_archive, el)
-            out[el] = supercell_from_frames(el, frames, settings.structure)
-    elif getattr(args, "materials_project", False):
-        for el in symbols:
-            unit, source = from_materials_project(el)
-            out[el] = build_supercell(el, settings.structure, unit_cell=unit, lattice_source=source, certainty="pbe")
-    return out
+    return supercells_from_sources(symbols, settings.structure, structure_file=getattr(args, "structure", None),
+                                   from_archive=getattr(args, "structure_from_archive", None),
+                                   materials_project=getattr(args, "materials_project", False))  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------------
@@ -269,25 +250,16 @@ def cmd_structures(args) -> int:
     return 0
 
 
-def _archive_target(out: str, symbols, calculator: str, n_frames: int):
-    from pathlib import Path
-
-    path = Path(out)
-    if path.suffix == ".zip":
-        return path
-    return path / f"tm23_{'-'.join(symbols)}_{calculator}_{n_frames}frames.zip"
-
-
 def cmd_generate(args) -> int:
     from .. import elements
     from .assemble import followup_commands
-    from .local import generate_local, resolve_calculator
+    from .local import archive_target, generate_local, resolve_calculator
 
     settings = _settings(args)
     symbols = elements.resolve(args.elements)
     concrete = sorted({resolve_calculator(args.calculator, el) for el in symbols})
     structures = _user_structures(args, symbols, settings)
-    target = _archive_target(args.out, symbols, "+".join(concrete), settings.md.n_frames)
+    target = archive_target(args.out, symbols, "+".join(concrete), settings.md.n_frames)
     md = settings.md
     print(f"Generating {', '.join(symbols)} with {'+'.join(concrete).upper()} (not DFT): {md.n_frames} frames per "
           f"regime, {md.timestep_fs:g} fs steps, {md.equilibration_fs:g} fs equilibration, a frame every "
@@ -325,11 +297,8 @@ def cmd_vasp_inputs(args) -> int:
     if not symbols:
         raise UsageError(f"no elements: give ELEMENT... (the campaign {args.root} has none yet)")
     if args.stage == "aimd":
-        for el, sc in _user_structures(args, symbols, campaign.settings).items():
-            if campaign.started(el) and not args.force:
-                raise UsageError(f"{el}: its AIMD has started with another structure; pass --force to replace it "
-                                 "(the runs already made stay as they are)")  # fmt: skip
-            campaign.set_structure(sc)
+        for sc in _user_structures(args, symbols, campaign.settings).values():
+            campaign.set_structure(sc, force=args.force)
         written = campaign.write_aimd_inputs(symbols, args.regimes, force=args.force)
         for el in symbols:
             sc = campaign.structure(el)
@@ -359,32 +328,10 @@ def cmd_slurm_submit(args) -> int:
 
     campaign = Campaign.open(args.root)
     if args.set:
-        changes = _changes(args)
-        bad = [k for k in changes if not k.startswith("slurm.")]
-        if bad:
-            raise UsageError(f"only slurm.* settings can change here ({', '.join(bad)}); use tm23 vasp-inputs")
-        campaign.settings = campaign.settings.override(changes)
-        campaign.save()
-        _rewrite_scripts(campaign)
+        # --dry-run shows the calls with the new settings but saves and rewrites nothing
+        campaign.update_slurm_settings(overrides.parse_assignments(args.set), save=not args.dry_run)
     submit(campaign, args.stage, args.elements, args.regimes, dry_run=args.dry_run, include_failed=not args.skip_failed)
     return 0
-
-
-def _rewrite_scripts(campaign) -> None:
-    from ..atomic import write_atomic
-    from .slurm import aimd_script, static_script
-
-    for el, regime in campaign.pairs():
-        if (campaign.aimd_dir(el, regime) / "INCAR").is_file():
-            write_atomic(campaign.aimd_dir(el, regime) / "aimd.sbatch", aimd_script(campaign, el, regime))
-        labels = campaign.labels_dir(el, regime)
-        if (labels / "poscars").is_dir():
-            write_atomic(labels / "labels.sbatch", static_script(campaign, labels, f"tm23-{el}-{regime}-labels"))
-    for folder in sorted((campaign.root / "kpoints").glob("*/*/poscars")):
-        el, mesh = folder.parent.parent.name, folder.parent.name
-        write_atomic(
-            folder.parent / "static.sbatch", static_script(campaign, folder.parent, f"tm23-{el}-kpoints-{mesh}")
-        )
 
 
 def cmd_slurm_status(args) -> int:
@@ -430,30 +377,15 @@ def cmd_collect(args) -> int:
 
 
 def cmd_kpoints_write(args) -> int:
-    import numpy as np
-
     from .. import elements
-    from ..atomic import write_atomic
-    from .extract import read_extracted
-    from .kpoints import parse_mesh, write_convergence_inputs
-    from .slurm import Campaign, static_script
+    from .kpoints import parse_mesh
+    from .slurm import Campaign
 
     campaign = Campaign.open(args.root)
     el = elements.get(args.element).symbol
-    pool = []
-    for regime in elements.REGIMES:
-        rdir = campaign.regime_dir(el, regime)
-        if (rdir / "frames.xyz").is_file():
-            pool += read_extracted(rdir)[0]
-    if not pool:
-        raise UsageError(f"{el}: no extracted frames yet; run `tm23 vasp-inputs {args.root} {el} --stage labels` after "
-                         "the AIMD (or at least one regime's AIMD)")  # fmt: skip
-    pick = np.unique(np.linspace(0, len(pool) - 1, max(1, args.frames)).round().astype(int))
     meshes = [parse_mesh(m) for m in args.meshes.split(",") if m.strip()]
-    folders = write_convergence_inputs(campaign.kpoints_dir(el), el, [pool[i] for i in pick], meshes, campaign.settings)
-    for folder in folders:
-        write_atomic(folder / "static.sbatch", static_script(campaign, folder, f"tm23-{el}-kpoints-{folder.name}"))
-    print(f"{el}: {len(pick)} frames at {len(meshes)} meshes in {campaign.kpoints_dir(el)}")
+    folders, n_frames = campaign.write_kpoint_inputs(el, meshes, args.frames)
+    print(f"{el}: {n_frames} frames at {len(folders)} meshes in {campaign.kpoints_dir(el)}")
     print(
         f"Next: tm23 slurm submit {args.root} --stage kpoints --elements {el}; then tm23 kpoints choose {args.root} {el}"
     )

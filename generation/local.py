@@ -263,6 +263,15 @@ class GenerateResult:
         return frames / wall if wall else float("nan")
 
 
+def archive_target(out: str | os.PathLike, symbols, calculator: str, n_frames: int) -> Path:
+    """Where ``tm23 generate`` writes: ``out`` itself if it names a ``.zip``, else a file in the folder ``out``
+    named after what it holds (``tm23_Cu_emt_50frames.zip``)."""
+    path = Path(out)
+    if path.suffix == ".zip":
+        return path
+    return path / f"tm23_{'-'.join(symbols)}_{calculator}_{n_frames}frames.zip"
+
+
 def generate_local(
     element_symbols,
     archive_path: str | os.PathLike,

@@ -133,9 +133,14 @@ class Campaign:
 
     # -- structures and inputs -------------------------------------------------------------------
 
-    def set_structure(self, supercell) -> None:
+    def set_structure(self, supercell, *, force: bool = False) -> None:
+        """Use ``supercell`` for its element; refused once that element's AIMD has started, unless ``force``
+        (the runs already made stay as they are)."""
         from .vasp import format_poscar
 
+        if self.started(supercell.element) and not force:
+            raise CampaignError(f"{supercell.element}: its AIMD has started with another structure; pass --force "
+                                "to replace it (the runs already made stay as they are)")  # fmt: skip
         atoms = supercell.atoms
         write_atomic(self.root / "structures" / f"{supercell.element}.vasp",
                      format_poscar(atoms.get_chemical_symbols(), atoms.cell.array, atoms.positions,
@@ -225,6 +230,56 @@ class Campaign:
                          static_script(self, self.labels_dir(el, regime), f"tm23-{el}-{regime}-labels"))  # fmt: skip
             out.append(summary)
         return out
+
+    def update_slurm_settings(self, changes: dict, *, save: bool = True) -> None:
+        """Apply ``slurm.*`` setting changes (other sections change through ``tm23 vasp-inputs``); with ``save``
+        store them and rewrite every job script, else only use them in memory (a dry run)."""
+        changes = {k if k.startswith("slurm.") else f"slurm.{k}": v for k, v in changes.items()}
+        bad = [k for k in changes if k.count(".") != 1]
+        if bad:
+            raise CampaignError(f"only slurm.* settings can change here ({', '.join(bad)}); use tm23 vasp-inputs")
+        self.settings = self.settings.override(changes)
+        if save:
+            self.save()
+            self.rewrite_scripts()
+
+    def rewrite_scripts(self) -> list[Path]:
+        """Write every job script again from the current settings and paths (after a settings change)."""
+        written = []
+        for el, regime in self.pairs():
+            if (self.aimd_dir(el, regime) / "INCAR").is_file():
+                written.append(write_atomic(self.aimd_dir(el, regime) / "aimd.sbatch", aimd_script(self, el, regime)))
+            labels = self.labels_dir(el, regime)
+            if (labels / "poscars").is_dir():
+                written.append(write_atomic(labels / "labels.sbatch", static_script(self, labels, f"tm23-{el}-{regime}-labels")))
+        for folder in sorted((self.root / "kpoints").glob("*/*/poscars")):
+            el, mesh = folder.parent.parent.name, folder.parent.name
+            written.append(write_atomic(folder.parent / "static.sbatch",
+                                        static_script(self, folder.parent, f"tm23-{el}-kpoints-{mesh}")))  # fmt: skip
+        return written
+
+    def write_kpoint_inputs(self, element: str, meshes, n_frames: int = 3) -> tuple[list[Path], int]:
+        """Static inputs of ``n_frames`` extracted frames (spread evenly over the regimes extracted so far) at
+        each mesh, with their job scripts, under ``kpoints/ELEMENT/<mesh>/``; returns (folders, frames used)."""
+        import numpy as np
+
+        from .extract import read_extracted
+        from .kpoints import write_convergence_inputs
+
+        pool = []
+        for regime in elements.REGIMES:
+            rdir = self.regime_dir(element, regime)
+            if (rdir / "frames.xyz").is_file():
+                pool += read_extracted(rdir)[0]
+        if not pool:
+            raise CampaignError(f"{element}: no extracted frames yet; run `tm23 vasp-inputs {self.root} {element} "
+                                "--stage labels` after the AIMD (or at least one regime's AIMD)")  # fmt: skip
+        pick = np.unique(np.linspace(0, len(pool) - 1, max(1, int(n_frames))).round().astype(int))
+        folders = write_convergence_inputs(self.kpoints_dir(element), element, [pool[i] for i in pick], meshes,
+                                           self.settings)  # fmt: skip
+        for folder in folders:
+            write_atomic(folder / "static.sbatch", static_script(self, folder, f"tm23-{element}-kpoints-{folder.name}"))
+        return folders, len(pick)
 
     # -- state -----------------------------------------------------------------------------------
 

@@ -296,6 +296,33 @@ def all_supercells(settings: StructureSettings | None = None) -> dict[str, Super
     return {el: build_supercell(el, settings) for el in elements.symbols()}
 
 
+def supercells_from_sources(symbols, settings: StructureSettings | None = None, *, structure_file=None,
+                            from_archive=None, materials_project: bool = False) -> dict[str, Supercell]:  # fmt: skip
+    """The supercells a user asked for instead of the lattice table's: from a structure file (one element),
+    from each element's cell in a TM23 archive, or from the Materials Project GGA entry. Empty when none is
+    asked for (the table is used); more than one source is an error."""
+    chosen = [name for name, given in (("a structure file", structure_file), ("an archive", from_archive),
+                                       ("the Materials Project", materials_project)) if given]  # fmt: skip
+    if len(chosen) > 1:
+        raise UsageError(f"choose one structure source, not {' and '.join(chosen)}")
+    symbols = list(symbols)
+    if structure_file:
+        if len(symbols) != 1:
+            raise UsageError("a structure file (--structure FILE) applies to one element; give one ELEMENT")
+        unit = read_structure_file(structure_file, symbols[0])
+        return {symbols[0]: build_supercell(symbols[0], settings, unit_cell=unit, lattice_source=f"file {structure_file}",
+                                            certainty="user")}  # fmt: skip
+    if from_archive:
+        return {el: supercell_from_frames(el, frames_from_archive(from_archive, el), settings) for el in symbols}
+    if materials_project:
+        out = {}
+        for el in symbols:
+            unit, source = from_materials_project(el)
+            out[el] = build_supercell(el, settings, unit_cell=unit, lattice_source=source, certainty="pbe")
+        return out
+    return {}
+
+
 # --------------------------------------------------------------------------------------------------
 # Overrides: a structure file, or the Materials Project
 

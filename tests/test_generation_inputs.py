@@ -59,7 +59,7 @@ def test_settings_overrides_and_errors(tmp_path):
     assert Settings().override({"vasp.incar_aimd.LREAL": "none"}).vasp.incar("aimd").get("LREAL") == "none"
     with pytest.raises(ValueError, match="unknown setting 'md.frames'.*md.n_frames"):
         Settings().override({"md.frames": 3})
-    with pytest.raises(ValueError, match="takes a int"):
+    with pytest.raises(ValueError, match="takes an integer"):
         Settings().override({"md.n_frames": "many"})
     with pytest.raises(ValueError, match="three positive integers"):
         Settings().override({"vasp.kpoints.Cu": "3x3"})

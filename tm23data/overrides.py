@@ -141,7 +141,7 @@ def _apply_dict(current: dict, change, key: str, f: dataclasses.Field) -> dict:
         entry = normalise(name)
         current.pop(entry, None)  # re-inserted last: the order of INCAR tags follows the changes
         value = leaf.value
-        empty = value is None or (isinstance(value, str) and value.strip().lower() in _NONE)
+        empty = value is None or (isinstance(value, str) and not value.strip())  # "none" may be a real value
         # `--set vasp.incar_static.LREAL=` unsets the entry; None is kept so that a saved copy stays unset
         current[entry] = None if empty else convert(value, f"{key}.{entry}")
     return current
