@@ -45,7 +45,6 @@ FORMAT = "tm23data.flare-sgp/1"
 #: Initial hyperparameters of the paper.
 PAPER_SIGMA = 2.0
 PAPER_SIGMA_E_PER_ATOM = 0.001  # eV/atom
-PAPER_SIGMA_F = 0.05  # eV/Å
 PAPER_SIGMA_S = 0.005  # eV/Å³
 #: With ``sigma_f="auto"``, σ_F starts at this fraction of the training forces' mean absolute value
 #: (0.05 eV/Å at 1 eV/Å): the paper scaled σ_F with the trajectory temperature, i.e. the force magnitude.

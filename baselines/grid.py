@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..provenance import utc_now
 from ..atomic import write_atomic
 from . import results
 from .flare import FlareSettings, FlareSGP, evenly_spaced
@@ -86,7 +87,7 @@ def flare_grid(
         "rows": rows,
         "best": best,
         "versions": results.versions(),
-        "created": results.now(),
+        "created": utc_now(),
     }
     if out is not None:
         out = Path(out)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..provenance import utc_now
 from .. import config
 from ..atomic import write_atomic
 from ..metrics import fit_power_law
@@ -117,7 +118,7 @@ def nequip_learning_curve(
         "points": points,
         "fits": {str(k): v for k, v in fits.items()},
         "versions": results.versions(),
-        "created": results.now(),
+        "created": utc_now(),
     }
     out.mkdir(parents=True, exist_ok=True)
     results.atomic_write_json(out / "learning_curve.json", report)

@@ -42,20 +42,6 @@ from . import results
 
 log = logging.getLogger(__name__)
 
-#: The paper's NequIP training protocol (Methods), and where each item lands in the generated config.
-PAPER_PROTOCOL = {
-    "validation_fraction": (0.1, "tm23data validation carve (data.validation)"),
-    "energy_loss": ("per-atom MSE, coefficient 1", "training_module.loss: EnergyForceStressLoss(per_atom_energy=true)"),
-    "force_loss_coefficient": (1.0, "training_module.loss.coeffs.forces"),
-    "stress_loss_coefficient": (1.0, "training_module.loss.coeffs.stress"),
-    "optimizer": ("Adam", "training_module.optimizer"),
-    "lr_schedule": ("x0.2 after 100 epochs without validation force-MAE improvement",
-                    "training_module.lr_scheduler: ReduceLROnPlateau(factor=0.2, patience=100), monitor val0_epoch/forces_mae"),
-    "stop": ("learning rate < 1e-5", "trainer.callbacks: tm23data MinLearningRateStop(min_lr=1e-5)"),
-    "model_selection": ("lowest validation force MAE", "ModelCheckpoint(monitor=val0_epoch/forces_mae, filename=best)"),
-    "wall_time": ("3 weeks on one A100 (optional here)", "trainer.max_time"),
-}  # fmt: skip
-
 MONITOR = "val0_epoch/forces_mae"
 DATA_PATHS = ("store", "extxyz")
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..provenance import utc_now
 from .. import elements
 from ..atomic import write_atomic
 from ..errors import UsageError
@@ -159,7 +160,7 @@ def write_report(paths, out: str | os.PathLike, *, plot: bool = True) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     files = {
         "csv": write_atomic(out / "report.csv", results.rows_to_csv(rows)),
-        "json": results.atomic_write_json(out / "report.json", {"rows": rows, "created": results.now()}),
+        "json": results.atomic_write_json(out / "report.json", {"rows": rows, "created": utc_now()}),
     }
     header, table = summary_table(rows)
     cmp_header, cmp_rows = paper_comparison(rows)

@@ -18,7 +18,6 @@ is kept as ``NAME.failed`` with its log for inspection.
 from __future__ import annotations
 
 import csv
-import datetime as _dt
 import io
 import json
 import logging
@@ -28,11 +27,11 @@ import shutil
 import socket
 import sys
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
+from ..provenance import package_versions, utc_now
 from ..atomic import atomic_path, write_atomic
 from ..errors import UsageError
 from ..metrics import QUANTITIES, UNITS
@@ -47,17 +46,7 @@ VERSIONED = ("tm23data", "numpy", "scipy", "ase", "torch", "nequip", "e3nn", "li
 
 def versions() -> dict[str, str]:
     """Versions of Python and of the packages that shape a result."""
-    out = {"python": platform.python_version()}
-    for dist in VERSIONED:
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
-
-
-def now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return package_versions(*VERSIONED)
 
 
 def host() -> dict:
@@ -185,7 +174,7 @@ def result_record(*, model: str, element: str, split: str, manifest, store, sett
         "files": files,
         "versions": versions(),
         "host": host(),
-        "created": now(),
+        "created": utc_now(),
         "command": " ".join(sys.argv),
     }
 

@@ -14,7 +14,7 @@ Run (each writes a JSON summary to --json, default stdout):
       NequIP learning curves (melt_N, l_max list) with a fixed optimizer-step budget per model, and the fitted
       exponents b of force MAE = a N^b.
 
-Without --archive a TM23-format archive is made with tm23data.testing (rattled crystals, EMT/LJ labels).
+Without --archive a TM23-format archive is made with tm23data.generation.synthetic (rattled crystals, EMT/LJ labels).
 Locally generated MD data: tm23 generate Cu --calculator emt --frames 250 OUT/ (or --calculator chgnet).
 Every run uses a private TM23_HOME in a temporary folder.
 """
@@ -48,7 +48,7 @@ def setup_data(args, tmp: Path) -> str:
 
             md5 = file_md5(path)
     else:
-        from tm23data.testing import synthetic_archive
+        from tm23data.generation.synthetic import synthetic_archive
 
         path = tmp / "synthetic.zip"
         md5 = synthetic_archive(

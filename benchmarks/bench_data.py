@@ -2,7 +2,7 @@
 
 Run:  python benchmarks/bench_data.py [--frames-per-regime 1000] [--element W]
 
-It writes a TM23-format archive with tm23data.testing (W: bcc, 53 atoms after the vacancy; Lennard-Jones
+It writes a TM23-format archive with tm23data.generation.synthetic (W: bcc, 53 atoms after the vacancy; Lennard-Jones
 labels), then measures in one run, against ase.io.read on the same bytes:
   - our extxyz parse vs ase.io.read on one 3000-frame file          (target >= 20x)
   - warm load_tm23 of the full split                                 (target <= 0.1 s and >= 100x ase.io.read)
@@ -62,7 +62,7 @@ def main() -> None:
     from tm23data.extxyz import format_extxyz, parse_extxyz
     from tm23data.fetch import import_archive
     from tm23data.frames import Frames
-    from tm23data.testing import synthetic_archive
+    from tm23data.generation.synthetic import synthetic_archive
 
     n_test = max(1, args.frames_per_regime // 10)
     n_train = args.frames_per_regime - n_test

@@ -2,7 +2,7 @@
 
 Run:  python benchmarks/bench_views.py [--frames-per-regime 1000] [--element W] [--cutoff 5] [--json OUT]
 
-It writes a TM23-format archive with tm23data.testing (default W: bcc, 53 atoms after the vacancy;
+It writes a TM23-format archive with tm23data.generation.synthetic (default W: bcc, 53 atoms after the vacancy;
 Lennard-Jones labels; 900 train + 100 test frames per regime = 3000 frames) into a temporary TM23_HOME and
 measures, in one run, on the 3000-frame subset ``train+test`` of the ``full`` split:
 
@@ -64,7 +64,7 @@ def main(argv=None) -> dict:
         os.environ.pop("TM23_URL", None)
         from tm23data import config
         from tm23data.fetch import import_archive
-        from tm23data.testing import synthetic_archive
+        from tm23data.generation.synthetic import synthetic_archive
 
         n_test = max(1, args.frames_per_regime // 10)
         n_train = args.frames_per_regime - n_test

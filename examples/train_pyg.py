@@ -149,7 +149,7 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--log-every", type=int, default=50, help="print the loss every N steps (0: never)")
     p.add_argument("--synthetic", action="store_true",
-                   help="make a small TM23-format archive (tm23data.testing: EMT/Lennard-Jones labels) in a "
+                   help="make a small TM23-format archive (tm23data.generation.synthetic: EMT/Lennard-Jones labels) in a "
                    "temporary TM23_HOME and train on it; no download")  # fmt: skip
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: torch's choice; 1 is fastest on a busy machine)")  # fmt: skip
@@ -174,7 +174,7 @@ def _run(args) -> dict:
         return result
     from tm23data import config
     from tm23data.fetch import import_archive
-    from tm23data.testing import synthetic_archive
+    from tm23data.generation.synthetic import synthetic_archive
 
     saved = {k: os.environ.get(k) for k in ("TM23_HOME", "TM23_MD5")}
     with tempfile.TemporaryDirectory(prefix="tm23-example-") as tmp:

@@ -9,13 +9,11 @@ data was made, so a generated archive is never mistaken for the published VASP/P
 
 from __future__ import annotations
 
-import datetime as _dt
-import importlib.metadata
 import os
-import platform
 import shlex
 from pathlib import Path
 
+from ..provenance import package_versions, utc_now
 from .. import __version__, elements
 from ..archive import members_from_regimes, write_archive
 from ..errors import UsageError
@@ -30,16 +28,6 @@ def split_regime(frames: Frames, md: MDSettings) -> tuple[Frames, Frames]:
     return frames.take(range(md.n_train)), frames.take(range(md.n_train, md.n_frames))
 
 
-def package_versions(*names: str) -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for name in names:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    return out
-
-
 def base_provenance(pipeline: str, settings: Settings, *, what: str, labels: dict, extra_versions=()) -> dict:
     """The common part of a generated archive's PROVENANCE.json."""
     return {
@@ -49,7 +37,7 @@ def base_provenance(pipeline: str, settings: Settings, *, what: str, labels: dic
         "what": what,
         "pipeline": pipeline,
         "labels": labels,
-        "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created_utc": utc_now(),
         "versions": package_versions("ase", "numpy", "tm23data", *extra_versions),
         "settings": settings.to_dict(),
         "split_rule": (

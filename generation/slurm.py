@@ -36,6 +36,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..provenance import utc_now
 from .. import elements
 from ..atomic import write_atomic
 from ..errors import StepError, UsageError
@@ -91,7 +92,7 @@ class Campaign:
             from .. import __version__
 
             meta = {"version": 1, "tm23data_version": __version__, "structures": {},
-                    "created_utc": _now()}  # fmt: skip
+                    "created_utc": utc_now()}  # fmt: skip
             campaign = cls(root, settings or Settings(), [], meta)
         if changes:
             campaign.settings = campaign.settings.override(changes)
@@ -104,7 +105,7 @@ class Campaign:
     def save(self) -> None:
         self.meta["elements"] = self.elements
         self.meta["settings"] = self.settings.to_dict()
-        self.meta["updated_utc"] = _now()
+        self.meta["updated_utc"] = utc_now()
         write_atomic(self.root / "campaign.json", json.dumps(self.meta, indent=2))
 
     # -- paths -----------------------------------------------------------------------------------
@@ -306,7 +307,7 @@ class Campaign:
         """Rebuild ``state.json`` from the run folders (keeping the submission history); ``write=False``
         only computes it."""
         old = self.read_state()
-        state = {"version": 1, "updated_utc": _now(), "aimd": {}, "static": {},
+        state = {"version": 1, "updated_utc": utc_now(), "aimd": {}, "static": {},
                  "submissions": old.get("submissions", [])}  # fmt: skip
         for el, regime in self.pairs():
             key = f"{el}/{regime}"
@@ -342,10 +343,6 @@ class Campaign:
     def collect(self, archive_path, *, allow_missing: bool = False, workers: int = 1, progress: bool = True):
         """Validate every label, mark rejected frames failed, and write the archive (see :func:`collect`)."""
         return collect(self, archive_path, allow_missing=allow_missing, workers=workers, progress=progress)
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def _segments(folder: Path) -> list[Path]:
@@ -778,7 +775,7 @@ def submit(campaign: Campaign, stage: str, element_symbols=None, regimes=None, *
             raise CampaignError(f"{shlex.join(cmd)} failed with status {res.returncode}: {res.stderr.strip()}")
         p.job_id = res.stdout.strip().split(";")[0]
         record = {"stage": p.stage, "what": p.what, "job_id": p.job_id, "script": str(p.script),
-                  "submitted_utc": _now(), "command": cmd}  # fmt: skip
+                  "submitted_utc": utc_now(), "command": cmd}  # fmt: skip
         if p.tasks is not None:
             record.update({"folder": str(p.script.parent.relative_to(campaign.root)), "tasks_file": str(p.tasks_file),
                            "frames": [i for t in p.tasks for i in t]})  # fmt: skip

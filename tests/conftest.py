@@ -1,11 +1,11 @@
-"""Shared fixtures: a TM23-format archive made by tm23data.testing, and an isolated cache per test."""
+"""Shared fixtures: a TM23-format archive made by tm23data.generation.synthetic, and an isolated cache per test."""
 
 from __future__ import annotations
 
 import pytest
 
 from tm23data.fetch import import_archive
-from tm23data.testing import synthetic_archive
+from tm23data.generation.synthetic import synthetic_archive
 
 #: Elements of the shared archive: fcc with EMT labels, hcp and bcc with Lennard-Jones labels.
 ARCHIVE_ELEMENTS = ("Cu", "Ti", "W")

@@ -115,7 +115,7 @@ def test_not_a_zip(tmp_path):
 
 
 def test_writer_is_deterministic(tmp_path):
-    from tm23data.testing import synthetic_archive
+    from tm23data.generation.synthetic import synthetic_archive
 
     md5_a = synthetic_archive(tmp_path / "a.zip", ["Cu"], 2, 1, seed=3)
     md5_b = synthetic_archive(tmp_path / "b.zip", ["Cu"], 2, 1, seed=3)

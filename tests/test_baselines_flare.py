@@ -27,7 +27,7 @@ from tm23data.baselines.flare import (  # noqa: E402
 from tm23data.frames import Frames  # noqa: E402
 from tm23data.splits import resolve_split  # noqa: E402
 from tm23data.store import load_store  # noqa: E402
-from tm23data.testing import synthetic_frames  # noqa: E402
+from tm23data.generation.synthetic import synthetic_frames  # noqa: E402
 
 SMALL = FlareSettings(r_cut=4.5, n_max=5, l_max=2, optimize_start=4)
 

@@ -13,7 +13,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 
 from tm23data.extxyz import ExtxyzError, format_extxyz, parse_extxyz
 from tm23data.frames import Frames, full_3x3_to_voigt
-from tm23data.testing import synthetic_frames
+from tm23data.generation.synthetic import synthetic_frames
 
 
 def assert_same_frames(a: Frames, b: Frames):

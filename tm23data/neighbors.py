@@ -18,7 +18,6 @@ are stored and read back: nothing is ever unpickled.
 
 from __future__ import annotations
 
-import datetime as _dt
 import math
 import os
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .provenance import utc_now
 from . import __version__, config
 from .errors import StepError, UsageError
 from .frames import Frames
@@ -248,7 +248,7 @@ def _write_graphs(path: Path, graphs: Graphs, store) -> None:
         "pairs rows are (i, j), frame-local",
         "neighbor_list": f"vesin {getattr(vesin, '__version__', '?')}",
         "tm23data_version": __version__,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": utc_now(),
     }
     with write_atomically(path, meta) as h:
         h.write("edge_offsets", graphs.edge_offsets)

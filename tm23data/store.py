@@ -11,7 +11,6 @@ per-temperature frames, and each distinct frame is stored once; members are list
 
 from __future__ import annotations
 
-import datetime as _dt
 import hashlib
 import logging
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .provenance import utc_now
 from . import __version__, config, elements, manifest
 from .archive import Archive
 from .config import ArchiveSource
@@ -183,7 +183,7 @@ def build_store(element: str, source: ArchiveSource, path: Path, *, progress: bo
         "archive_name": archive_path.name,
         "fingerprint": fingerprint(element, source.md5),
         "tm23data_version": __version__,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": utc_now(),
         "n_frames": len(assembled["frames"]),
         "content_hash": _content_hash(assembled["frame_hash"]),
         "units": "positions/cell: Å; energy: eV; forces: eV/Å; stress: eV/Å³ (ASE sign: positive = tensile)",

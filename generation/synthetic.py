@@ -1,7 +1,8 @@
-"""TM23-format archives made here, for tests and benchmarks: the published member names and header keys,
-small frame counts, and labels from a real ASE calculator (EMT where it applies, Lennard-Jones otherwise)
-so that energy, forces and stress are mutually consistent. Never mistaken for TM23: the archive carries a
-PROVENANCE.json saying how it was made.
+"""Small TM23-format archives in seconds, for tests, benchmarks and trying the package without the data: the
+published member names and header keys, the TM23 supercells, rattled instead of molecular dynamics, and labels
+from a real ASE calculator (EMT where it applies, Lennard-Jones otherwise) so that energy, forces and stress
+are mutually consistent. Never mistaken for TM23: the archive carries a PROVENANCE.json saying how it was made.
+(:mod:`.local` runs the real protocol, MD included, with CHGNet or EMT.)
 """
 
 from __future__ import annotations
@@ -10,33 +11,29 @@ import os
 
 import numpy as np
 
-from . import elements
-from .archive import members_from_regimes, write_archive
-from .frames import Frames
+from .. import elements
+from ..archive import members_from_regimes, write_archive
+from ..frames import Frames
+from .local import EMT_ELEMENTS
+from .settings import StructureSettings
+from .structures import build_supercell
 
-EMT_ELEMENTS = {"Ag", "Au", "Cu", "Ni", "Pd", "Pt"}
 #: Rattle amplitude (Å) standing in for the thermal disorder of each regime.
 RATTLE = {"cold": 0.04, "warm": 0.10, "melt": 0.22}
 
 
-def supercell(element: str, min_length: float = 7.0, seed: int = 0):
-    """Bulk crystal of ``element`` repeated until every lattice vector is >= ``min_length`` Å, minus one
-    seeded random atom (the TM23 recipe). Uses ASE's reference lattice constants; alpha-Mn and rhombohedral
-    Hg are approximated by bcc here (this module makes test data, not TM23 structures)."""
+def _unit_cell(element: str):
+    """The conventional cell at ASE's reference lattice constant, which differs from the lattice table's, as
+    a real archive's cell may (alpha-Mn and rhombohedral Hg are approximated by bcc: this is test data)."""
     from ase.build import bulk
     from ase.data import atomic_numbers, reference_states
 
-    info = elements.get(element)
     ref = reference_states[atomic_numbers[element]] or {}
-    structure = info.structure if info.structure in ("fcc", "bcc", "hcp") else "bcc"
+    structure = elements.get(element).structure
+    structure = structure if structure in ("fcc", "bcc", "hcp") else "bcc"
     if structure == ref.get("symmetry"):
-        atoms = bulk(element, structure, cubic=structure != "hcp")
-    else:
-        atoms = bulk(element, structure, a=ref.get("a", 3.0), cubic=structure != "hcp")
-    lengths = atoms.cell.lengths()
-    atoms = atoms.repeat([int(np.ceil(min_length / length - 1e-9)) for length in lengths])
-    del atoms[int(np.random.default_rng(seed).integers(len(atoms)))]
-    return atoms
+        return bulk(element, structure, cubic=structure != "hcp")
+    return bulk(element, structure, a=ref.get("a", 3.0), cubic=structure != "hcp")
 
 
 def calculator(element: str, atoms):
@@ -58,7 +55,8 @@ def synthetic_frames(element: str, regime: str, n_frames: int, *, seed: int = 0,
     """``n_frames`` rattled copies of the element's supercell, labelled by a real calculator."""
     from ase.calculators.singlepoint import SinglePointCalculator
 
-    base = supercell(element, min_length=min_length, seed=seed)
+    base = build_supercell(element, StructureSettings(min_length_A=min_length, seed=seed), unit_cell=_unit_cell(element),
+                           lattice_source="ASE reference data (synthetic test data)", certainty="synthetic").atoms
     calc = calculator(element, base)
     rng = np.random.default_rng([seed, elements.REGIMES.index(regime), elements.get(element).Z])
     images = []
