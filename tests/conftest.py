@@ -1,15 +1,15 @@
-"""Shared fixtures: a TM23-format archive made by tm23data.generation.synthetic, and an isolated cache per test."""
+"""Shared fixtures of every tier (tests/core: the data layer on the core install; tests/views: torch and
+PyG; tests/generation, tests/baselines: their extras; each tier skips with a reason when its extra is
+missing): a TM23-format archive made by tm23data.generation.synthetic, and an isolated cache per test."""
 
 from __future__ import annotations
 
 import pytest
 
+from support import ARCHIVE_ELEMENTS, N_TEST, N_TRAIN
+
 from tm23data.fetch import import_archive
 from tm23data.generation.synthetic import synthetic_archive
-
-#: Elements of the shared archive: fcc with EMT labels, hcp and bcc with Lennard-Jones labels.
-ARCHIVE_ELEMENTS = ("Cu", "Ti", "W")
-N_TRAIN, N_TEST = 9, 3
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from ase.calculators.lj import LennardJones
-from conftest import N_TEST, N_TRAIN
+from support import N_TEST, N_TRAIN
 from torch.utils.data import DataLoader
 
 from tm23data import load_tm23

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import N_TEST, N_TRAIN
+from support import N_TEST, N_TRAIN
 
 from tm23data.archive import write_archive
 from tm23data.fetch import import_archive

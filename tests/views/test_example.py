@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "train_pyg.py"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "train_pyg.py"
 
 
 @pytest.fixture(scope="module")

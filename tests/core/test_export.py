@@ -10,9 +10,8 @@ import datasets
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-import torch
 import yaml
-from conftest import N_TEST, N_TRAIN
+from support import N_TEST, N_TRAIN
 
 from tm23data import export as export_module
 from tm23data import load_tm23
@@ -56,29 +55,6 @@ def test_extxyz_is_read_back_by_ase_with_labels_in_the_calculator(cached, tmp_pa
     header = written[2].read_text().splitlines()[1]
     for key in ("energy=", "stress=", "Properties=species:S:1:pos:R:3:forces:R:3", 'pbc="T T T"', "Lattice="):
         assert key in header
-
-
-def test_extxyz_reads_into_nequip(cached, tmp_path):
-    nequip_data = pytest.importorskip("nequip.data")
-    from nequip.data.dataset import ASEDataset
-
-    (path,) = [p for p in export("W", "melt", "extxyz", tmp_path, progress=False) if p.name.endswith("_test.xyz")]
-    default = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)  # nequip converts floats to the default dtype; compare losslessly
-    try:
-        ds = ASEDataset(file_path=str(path), ase_args={"format": "extxyz"})
-        data_list = [ds[k] for k in range(len(ds))]
-    finally:
-        torch.set_default_dtype(default)
-    reference = load_tm23("W", "melt", subset="test", format="numpy", progress=False)
-    assert len(ds) == N_TEST
-    K = nequip_data.AtomicDataDict
-    for k, data in enumerate(data_list):
-        assert float(data[K.TOTAL_ENERGY_KEY].reshape(())) == reference[k]["energy"]
-        assert np.array_equal(data[K.FORCE_KEY].numpy(), reference[k]["forces"])
-        assert np.array_equal(data[K.POSITIONS_KEY].numpy(), reference[k]["positions"])
-        assert np.array_equal(data[K.STRESS_KEY].numpy().reshape(3, 3), reference[k]["stress"])  # ASE sign kept
-        assert np.array_equal(data[K.CELL_KEY].numpy().reshape(3, 3), reference[k]["cell"])
 
 
 def test_parquet_files_hold_the_load_tm23_tables(cached, tmp_path):

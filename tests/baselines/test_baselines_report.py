@@ -154,7 +154,7 @@ def test_install_flare_script_guards(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHON")}
     proc = subprocess.run(["bash", script], env=env, capture_output=True, text=True, check=False)
     assert proc.returncode != 0 and "no virtual environment is active" in proc.stderr
-    wrapper = os.path.join(os.path.dirname(__file__), "..", "scripts", "install_flare.sh")
+    wrapper = os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "install_flare.sh")
     if os.path.exists(wrapper):  # the repository's entry point delegates to the packaged script
         proc = subprocess.run(["bash", wrapper], env=env, capture_output=True, text=True, check=False)
         assert "no virtual environment is active" in proc.stderr

@@ -11,7 +11,7 @@ import ase.io
 import h5py
 import numpy as np
 import pytest
-from conftest import N_TEST, N_TRAIN
+from support import N_TEST, N_TRAIN
 
 from tm23data import config, manifest
 from tm23data.archive import write_archive

@@ -13,7 +13,7 @@ import torch
 from ase import Atoms
 from ase.build import bulk
 from ase.neighborlist import neighbor_list
-from conftest import N_TEST, N_TRAIN
+from support import N_TEST, N_TRAIN
 from torch_geometric.data import Batch, Data
 from torch_geometric.loader import DataLoader
 
