@@ -18,86 +18,89 @@ from ..errors import UsageError
 def register(sub) -> None:
     p = sub.add_parser("baseline", help="train and evaluate FLARE or NequIP on one element and split",
                        description="Train a baseline with the paper's protocol, evaluate it on the split's test set "
-                       "and write OUT/NAME/{result.json,result.csv,predictions.npz} plus the model.")  # fmt: skip
+                       "and write OUT/NAME/{result.json,result.csv,predictions.npz} plus the model. "
+                       "Example: tm23 baseline flare Ti --split full --r-cut 5 --n-max 8 --l-max 3")  # fmt: skip
     models = p.add_subparsers(dest="model", metavar="MODEL", required=True)
     for model in ("nequip", "flare"):
         m = models.add_parser(
             model, help=f"{'NequIP (nequip 0.19)' if model == 'nequip' else 'FLARE sparse GP (mir-flare)'}"
         )
-        m.add_argument("element", metavar="ELEMENT")
+        m.add_argument("element", metavar="ELEMENT", help='a TM23 symbol, e.g. Ti')
         m.add_argument("--split", default="full", help="split name (tm23 splits ELEMENT lists them; default full)")
         m.add_argument("--out", default="tm23-results", help="results folder (default ./tm23-results)")
         m.add_argument("--name", help="run folder name (default MODEL_ELEMENT_SPLIT)")
         m.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
-        m.add_argument("--seed", type=int, default=0)
+        m.add_argument("--seed", type=int, default=0, help='seed of the model, the data shuffling and the validation carve (default 0)')
         m.add_argument("--max-time", type=float, metavar="SECONDS", help="wall-time limit of training")
         m.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="any other setting (repeatable), e.g. --set radial_mlp_width=32")  # fmt: skip
         if model == "nequip":
             m.add_argument("--r-max", type=float, help="cutoff radius, Å (default 5.0)")
-            m.add_argument("--num-layers", type=int)
-            m.add_argument("--l-max", type=int)
-            m.add_argument("--num-features", type=int)
+            m.add_argument("--num-layers", type=int, help='interaction layers (default 4)')
+            m.add_argument("--l-max", type=int, help='rotation order of the features (default 1)')
+            m.add_argument("--num-features", type=int, help='features per irrep (default 32)')
             m.add_argument("--lr", dest="learning_rate", type=float, help="Adam learning rate (default 0.005)")
             m.add_argument("--energy-weight", type=float, help="per-atom energy MSE coefficient (paper: 1)")
             m.add_argument("--force-weight", type=float, help="force MSE coefficient (paper: 1)")
             m.add_argument("--stress-weight", type=float, help="stress MSE coefficient (paper: 1)")
-            m.add_argument("--batch-size", type=int)
-            m.add_argument("--max-epochs", type=int)
+            m.add_argument("--batch-size", type=int, help='frames per batch (default 5)')
+            m.add_argument("--max-epochs", type=int, help='stop after this many epochs (default: the learning-rate stop)')
             m.add_argument("--validation", type=float, help="validation fraction of train (paper: 0.1)")
             m.add_argument("--data", choices=("store", "extxyz"), help="data path (default store)")
             m.add_argument("--config-only", metavar="PATH", help="only write the nequip config to PATH")
             m.add_argument("--echo", action="store_true", help="show nequip-train's output")
         else:
             m.add_argument("--r-cut", type=float, help="descriptor cutoff, Å (default 5.0)")
-            m.add_argument("--n-max", type=int)
-            m.add_argument("--l-max", type=int)
+            m.add_argument("--n-max", type=int, help='radial basis functions (default 8)')
+            m.add_argument("--l-max", type=int, help='angular order of the B2 descriptor (default 3)')
             m.add_argument("--power", type=int, choices=(1, 2), help="kernel power (paper: 2)")
             m.add_argument("--envs-per-frame", type=int, help="sparse environments per frame (default 1)")
             m.add_argument("--max-frames", type=int, help="use this many training frames, evenly spaced")
-            m.add_argument("--progress", action="store_true")
+            m.add_argument("--progress", action="store_true", help='print the optimisation progress')
         m.set_defaults(func=cmd_baseline)
 
     p = sub.add_parser("report", help="gather baseline results into one table and a periodic-table figure",
-                       description="Collect result.json files under the given folders, print the %% error table, "
+                       description="Collect result.json files under the given folders, print the % error table, "
                        "and write report.{csv,json,md} and periodic_table.png (paper Fig. 2 layout) with the "
                        "paper's Table 1 alongside.")  # fmt: skip
-    p.add_argument("paths", nargs="*", default=["tm23-results"], metavar="PATH")
+    p.add_argument("paths", nargs="*", default=["tm23-results"], metavar="PATH", help='folders holding run folders (default ./tm23-results)')
     p.add_argument("--out", default="tm23-report", help="report folder (default ./tm23-report)")
-    p.add_argument("--no-plot", action="store_true")
+    p.add_argument("--no-plot", action="store_true", help='do not draw the periodic-table figure')
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
     p.add_argument("--paper", choices=("table1", "table2", "fig7"), help="print a shipped paper table and exit")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("grid", help="FLARE descriptor grid search (r_cut x n_max x l_max) on a small subset",
                        description="Paper protocol: train on 200 and test on 100 frames (evenly spaced over the "
-                       "split); the best model has the lowest force MAE. Writes grid.{csv,json,png}.")  # fmt: skip
-    p.add_argument("element", metavar="ELEMENT")
-    p.add_argument("--split", default="full")
-    p.add_argument("--r-cut", type=float, nargs="+", default=[4.0, 5.0, 6.0])
-    p.add_argument("--n-max", type=int, nargs="+", default=[4, 8, 12])
-    p.add_argument("--l-max", type=int, nargs="+", default=[2, 4])
-    p.add_argument("--n-train", type=int, default=200)
-    p.add_argument("--n-test", type=int, default=100)
-    p.add_argument("--power", type=int, choices=(1, 2), default=2)
-    p.add_argument("--out", default="tm23-grid")
+                       "split); the best model has the lowest force MAE. Writes grid.{csv,json,png}. "
+                       "Example: tm23 grid Os --r-cut 4 5 6 --n-max 4 8 12 --l-max 2 4")  # fmt: skip
+    p.add_argument("element", metavar="ELEMENT", help='a TM23 symbol, e.g. Os')
+    p.add_argument("--split", default="full", help='split whose train/test subsets are subsampled (default full)')
+    p.add_argument("--r-cut", type=float, nargs="+", default=[4.0, 5.0, 6.0], help='cutoffs, Å (default 4 5 6)')
+    p.add_argument("--n-max", type=int, nargs="+", default=[4, 8, 12], help='radial orders (default 4 8 12)')
+    p.add_argument("--l-max", type=int, nargs="+", default=[2, 4], help='angular orders (default 2 4)')
+    p.add_argument("--n-train", type=int, default=200, help='training frames, evenly spaced (paper: 200)')
+    p.add_argument("--n-test", type=int, default=100, help='test frames, evenly spaced (paper: 100)')
+    p.add_argument("--power", type=int, choices=(1, 2), default=2, help='kernel power (paper: 2)')
+    p.add_argument("--out", default="tm23-grid", help='output folder (default ./tm23-grid)')
     p.set_defaults(func=cmd_grid)
 
     p = sub.add_parser("learning-curve", help="NequIP learning curves across l_max (paper Fig. 6)",
                        description="Train NequIP on melt_100 ... melt_900 for each l_max, fit error = a N^b to the "
-                       "force MAE, and plot it. Finished runs are reused.")  # fmt: skip
-    p.add_argument("element", metavar="ELEMENT")
-    p.add_argument("--regime", default="melt", choices=("cold", "warm", "melt"))
-    p.add_argument("--sizes", type=int, nargs="+", default=[100, 300, 500, 700, 900])
-    p.add_argument("--l-max", type=int, nargs="+", default=[0, 1, 2, 3])
+                       "force MAE, and plot it. Finished runs are reused. "
+                       "Example: tm23 learning-curve Cu --sizes 100 300 500 700 900 --l-max 0 1 2 3")  # fmt: skip
+    p.add_argument("element", metavar="ELEMENT", help='a TM23 symbol, e.g. Au')
+    p.add_argument("--regime", default="melt", choices=("cold", "warm", "melt"), help='trajectory the curve is trained on (paper: melt)')
+    p.add_argument("--sizes", type=int, nargs="+", default=[100, 300, 500, 700, 900], help='training-set sizes (paper: 100 300 500 700 900)')
+    p.add_argument("--l-max", type=int, nargs="+", default=[0, 1, 2, 3], help='rotation orders to compare (paper: 0 1 2 3)')
     p.add_argument("--features", default=None,
                    help="'paper' (Table 2: 2, 4, 8, 16 for l_max 0..3) or an int (default: --set num_features)")  # fmt: skip
     p.add_argument("--max-time", type=float, metavar="SECONDS", help="wall-time limit per model")
-    p.add_argument("--max-epochs", type=int)
+    p.add_argument("--max-epochs", type=int, help='stop each model after this many epochs')
     p.add_argument("--steps", type=int, help="CPU budgets: about this many optimizer steps per model "
                    "(max_epochs scaled by training-set size)")  # fmt: skip
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--out", default="tm23-learning-curve")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help='any other NequIP setting (repeatable), e.g. --set r_max=4.5')
+    p.add_argument("--out", default="tm23-learning-curve", help='output folder (default ./tm23-learning-curve)')
     p.add_argument("--no-resume", action="store_true", help="retrain runs that already have results")
     p.set_defaults(func=cmd_learning_curve)
 
@@ -113,10 +116,10 @@ def register(sub) -> None:
 
     p = sub.add_parser("demo", help="the main job, offline: data -> load_tm23 -> FLARE + NequIP -> %% error table",
                        description="Without the published archive, make a small TM23-format data set locally, load "
-                       "it with load_tm23, train FLARE and a small NequIP for a short budget and print the %% error "
+                       "it with load_tm23, train FLARE and a small NequIP for a short budget and print the % error "
                        "table. With the published archive in the cache (tm23 download) it runs on it.")  # fmt: skip
     p.add_argument("--element", default=None, help="element (default Cu)")
-    p.add_argument("--split", default="full")
+    p.add_argument("--split", default="full", help='split to train and test on (default full)')
     p.add_argument("--data", choices=("auto", "local", "published"), default="auto",
                    help="auto: published if cached, else local (default)")  # fmt: skip
     p.add_argument("--frames", type=int, default=50, help="local data: frames per regime (default 50)")
@@ -129,8 +132,8 @@ def register(sub) -> None:
     p.add_argument("--budget", type=float, default=60.0, metavar="SECONDS", help="training time per model (default 60)")
     p.add_argument("--models", default="flare,nequip", help="comma-separated (default flare,nequip)")
     p.add_argument("--flare-max-frames", type=int, help="FLARE: at most this many training frames")
-    p.add_argument("--workdir", default="tm23-demo")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workdir", default="tm23-demo", help='working folder for the data, runs and report (default ./tm23-demo)')
+    p.add_argument("--seed", type=int, default=0, help='seed of data and models (default 0)')
     p.set_defaults(func=cmd_demo)
 
 

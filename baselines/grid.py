@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..provenance import utc_now
 from ..atomic import write_atomic
+from ..provenance import utc_now
 from . import results
 from .flare import FlareSettings, FlareSGP, evenly_spaced
 

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..provenance import utc_now
 from .. import config
 from ..atomic import write_atomic
 from ..metrics import fit_power_law
+from ..provenance import utc_now
 from ..splits import LEARNING_CURVE_SIZES, carve_validation
 from . import results
 from .nequip import NequIPSettings, train_nequip

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..provenance import utc_now
 from .. import elements
 from ..atomic import write_atomic
 from ..errors import UsageError
+from ..provenance import utc_now
 from ..tables import markdown_table, text_table
 from . import results
 

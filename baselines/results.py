@@ -31,10 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..provenance import package_versions, utc_now
 from ..atomic import atomic_path, write_atomic
 from ..errors import UsageError
 from ..metrics import QUANTITIES, UNITS
+from ..provenance import package_versions, utc_now
 
 log = logging.getLogger(__name__)
 

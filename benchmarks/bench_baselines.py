@@ -69,7 +69,6 @@ def epoch_times(run_dir: Path) -> tuple[list[float], list[float]]:
 def bench_datapath(args, tmp: Path) -> dict:
     from tm23data.baselines.nequip import NequIPSettings, export_split, train_nequip
     from tm23data.baselines.nequip_data import TM23StoreDataset, split_frames
-
     from tm23data.splits import resolve_split
     from tm23data.store import load_store
 
@@ -136,9 +135,9 @@ def bench_datapath(args, tmp: Path) -> dict:
 
 def bench_flare(args, tmp: Path) -> dict:
     import numpy as np
+
     from tm23data.baselines.demo import DEMO_FLARE
     from tm23data.baselines.flare import FlareSettings, FlareSGP, evenly_spaced
-
     from tm23data.splits import resolve_split
     from tm23data.store import load_store
 

@@ -27,10 +27,9 @@ import numpy as np
 
 
 def bench_inputs(root: Path) -> dict:
+    from tm23data import elements
     from tm23data.generation.slurm import Campaign, static_script
     from tm23data.generation.vasp import atomic_write, write_static_inputs
-
-    from tm23data import elements
 
     t0 = time.perf_counter()
     campaign = Campaign.create_or_update(root, elements.symbols())

@@ -13,11 +13,11 @@ import os
 import shlex
 from pathlib import Path
 
-from ..provenance import package_versions, utc_now
 from .. import __version__, elements
 from ..archive import members_from_regimes, write_archive
 from ..errors import UsageError
 from ..frames import Frames
+from ..provenance import package_versions, utc_now
 from .settings import MDSettings, Settings
 
 

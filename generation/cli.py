@@ -26,10 +26,10 @@ def register(sub) -> None:
                        description="Build the supercell of each metal (rule, vacancy) and show where its lattice "
                        "constants come from. With --archive, read each element's real cell from a TM23 archive and "
                        "report every disagreement with the table.")  # fmt: skip
-    p.add_argument("elements", nargs="*", metavar="ELEMENT")
+    p.add_argument("elements", nargs="*", metavar="ELEMENT", help='default: all 27')
     _structure_options(p)
     p.add_argument("--archive", metavar="ZIP", help="a TM23-format zip to read the real supercells from")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help='machine-readable output')
     p.set_defaults(func=cmd_structures)
 
     p = sub.add_parser("generate", help="make a TM23-format archive locally (CHGNet or EMT, no VASP)",
@@ -37,7 +37,7 @@ def register(sub) -> None:
                        "0.25/0.75/1.25 x T_melt with 5 fs steps, frames every 50 fs after the equilibration, labels, "
                        "split (first 90% train) and an archive in the published format whose provenance names the "
                        "calculator. Example: tm23 generate Cu --calculator emt --frames 50 out/")  # fmt: skip
-    p.add_argument("elements", nargs="+", metavar="ELEMENT")
+    p.add_argument("elements", nargs="+", metavar="ELEMENT", help='one or more TM23 symbols')
     p.add_argument("out", metavar="OUT", help="the archive (.zip) or a folder to put it in")
     p.add_argument("--calculator", choices=("auto", "chgnet", "emt"), default="auto",
                    help="auto: CHGNet if installed, else EMT (Ag Au Cu Ni Pd Pt); default auto")  # fmt: skip
@@ -49,17 +49,18 @@ def register(sub) -> None:
     p.add_argument("--work", metavar="DIR", help="checkpoint folder (default: next to the archive, *.work)")
     p.add_argument("--device", default="cpu", help="CHGNet device: cpu (default), cuda, mps")
     p.add_argument("--threads", type=int, help="torch CPU threads for CHGNet (default: torch's choice)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help='no progress bars')
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("vasp-inputs", help="write VASP inputs of a campaign (AIMD, or static labels after the AIMD)",
                        description="Create or update the campaign folder ROOT: --stage aimd writes the supercells and "
                        "AIMD inputs + job scripts; --stage labels extracts the frames from the finished AIMD "
-                       "(5 ps dropped, every 50 fs) and writes the static inputs + array job scripts.")  # fmt: skip
-    p.add_argument("root", metavar="ROOT")
+                       "(5 ps dropped, every 50 fs) and writes the static inputs + array job scripts. "
+                       "Example: tm23 vasp-inputs ROOT Cu W --stage aimd --set slurm.partition=cpu")  # fmt: skip
+    p.add_argument("root", metavar="ROOT", help='campaign folder (created if needed)')
     p.add_argument("elements", nargs="*", metavar="ELEMENT", help="default: the campaign's elements")
-    p.add_argument("--stage", choices=("aimd", "labels"), required=True)
-    p.add_argument("--regimes", nargs="+", choices=("cold", "warm", "melt"))
+    p.add_argument("--stage", choices=("aimd", "labels"), required=True, help='aimd: supercells + AIMD inputs; labels: extract frames + static inputs')
+    p.add_argument("--regimes", nargs="+", choices=("cold", "warm", "melt"), help='only these regimes (default all three)')
     _md_options(p)
     _structure_options(p)
     _settings_options(p)
@@ -80,17 +81,17 @@ def register(sub) -> None:
     q = ssub.add_parser("submit", help="submit what is not done yet",
                         description="Submit the AIMD jobs, or the label/k-point job arrays, for what is not done "
                         "(failed frames included unless --skip-failed). Jobs still queued are not submitted twice.")  # fmt: skip
-    q.add_argument("root", metavar="ROOT")
-    q.add_argument("--stage", choices=("aimd", "labels", "kpoints"), required=True)
-    q.add_argument("--elements", nargs="+", metavar="ELEMENT")
-    q.add_argument("--regimes", nargs="+", choices=("cold", "warm", "melt"))
+    q.add_argument("root", metavar="ROOT", help='campaign folder')
+    q.add_argument("--stage", choices=("aimd", "labels", "kpoints"), required=True, help='which jobs: AIMD, label arrays or k-point runs')
+    q.add_argument("--elements", nargs="+", metavar="ELEMENT", help="only these elements (default: the campaign's)")
+    q.add_argument("--regimes", nargs="+", choices=("cold", "warm", "melt"), help='only these regimes (default all three)')
     q.add_argument("--dry-run", action="store_true", help="print the sbatch calls; write and submit nothing")
     q.add_argument("--skip-failed", action="store_true", help="do not re-run frames that failed")
     q.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="change slurm.* settings first")
     q.set_defaults(func=cmd_slurm_submit)
     q = ssub.add_parser("status", help="AIMD steps and label frames done, failed and missing")
-    q.add_argument("root", metavar="ROOT")
-    q.add_argument("--json", action="store_true")
+    q.add_argument("root", metavar="ROOT", help='campaign folder')
+    q.add_argument("--json", action="store_true", help='machine-readable output')
     q.set_defaults(func=cmd_slurm_status)
     p.set_defaults(func=lambda args, p=p: (p.print_help(), 2)[1])
 
@@ -98,11 +99,11 @@ def register(sub) -> None:
                        description="Parse every static run (units and sign converted to ASE's), reject unconverged "
                        "or damaged ones (marked failed for the next submission), split, and zip in the published "
                        "format with provenance.")  # fmt: skip
-    p.add_argument("root", metavar="ROOT")
-    p.add_argument("out", metavar="OUT.zip")
+    p.add_argument("root", metavar="ROOT", help='campaign folder')
+    p.add_argument("out", metavar="OUT.zip", help='the archive to write')
     p.add_argument("--allow-missing", action="store_true", help="leave rejected frames out instead of stopping")
     p.add_argument("--workers", type=int, default=1, help="parallel parser processes (default 1)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help='no progress bars')
     p.set_defaults(func=cmd_collect)
 
     p = sub.add_parser("kpoints", help="k-point convergence of the static labels (write runs, then choose)")
@@ -110,17 +111,17 @@ def register(sub) -> None:
     q = ksub.add_parser("write", help="static inputs of a few frames at several meshes",
                         description="Write ROOT/kpoints/EL/<mesh>/ for a few extracted frames (spread over the regimes "
                         "that are extracted); run them with `tm23 slurm submit ROOT --stage kpoints`.")  # fmt: skip
-    q.add_argument("root", metavar="ROOT")
-    q.add_argument("element", metavar="ELEMENT")
+    q.add_argument("root", metavar="ROOT", help='campaign folder')
+    q.add_argument("element", metavar="ELEMENT", help='a TM23 symbol of the campaign')
     q.add_argument("--meshes", required=True, help="comma-separated, e.g. 1x1x1,2x2x2,3x3x4,4x4x6")
     q.add_argument("--frames", type=int, default=3, help="frames to test (default 3)")
     q.set_defaults(func=cmd_kpoints_write)
     q = ksub.add_parser("choose", help="choose the first mesh with energy noise < 1 meV/atom and forces < 5 meV/Å")
-    q.add_argument("root", metavar="ROOT")
-    q.add_argument("element", metavar="ELEMENT")
+    q.add_argument("root", metavar="ROOT", help='campaign folder')
+    q.add_argument("element", metavar="ELEMENT", help='a TM23 symbol of the campaign')
     q.add_argument("--energy-tol", type=float, default=1e-3, help="eV/atom (default 0.001)")
     q.add_argument("--force-tol", type=float, default=5e-3, help="eV/Å (default 0.005)")
-    q.add_argument("--force-metric", choices=("rms", "max"), default="rms")
+    q.add_argument("--force-metric", choices=("rms", "max"), default="rms", help='force noise measure: rms over components (default) or max')
     q.add_argument("--apply", action="store_true", help="store the chosen mesh in the campaign (vasp.kpoints.EL)")
     q.set_defaults(func=cmd_kpoints_choose)
     p.set_defaults(func=lambda args, p=p: (p.print_help(), 2)[1])
@@ -128,13 +129,13 @@ def register(sub) -> None:
     p = sub.add_parser("rdf", help="radial distribution function per regime, from the store, saved as a plot",
                        description="g(r) of the cold, warm and melt frames of an element (published archive, or the "
                        "one selected with TM23_MD5), averaged over frames, over all periodic images.")  # fmt: skip
-    p.add_argument("element", metavar="ELEMENT")
+    p.add_argument("element", metavar="ELEMENT", help='a TM23 symbol')
     p.add_argument("--out", metavar="FILE", help="image file (default ELEMENT_rdf.png)")
     p.add_argument("--csv", metavar="FILE", help="also write the curves as CSV")
     p.add_argument("--r-max", type=float, default=6.0, help="Å (default 6)")
-    p.add_argument("--bins", type=int, default=120)
+    p.add_argument("--bins", type=int, default=120, help='histogram bins between 0 and r_max (default 120)')
     p.add_argument("--every", type=int, default=1, help="use every N-th frame of each regime (default 1)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help='no progress bars')
     p.set_defaults(func=cmd_rdf)
 
 

@@ -36,10 +36,10 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..provenance import utc_now
 from .. import elements
 from ..atomic import write_atomic
 from ..errors import StepError, UsageError
+from ..provenance import utc_now
 from .settings import Settings
 
 log = logging.getLogger(__name__)

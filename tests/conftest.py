@@ -5,7 +5,6 @@ missing): a TM23-format archive made by tm23data.generation.synthetic, and an is
 from __future__ import annotations
 
 import pytest
-
 from support import ARCHIVE_ELEMENTS, N_TEST, N_TRAIN
 
 from tm23data.fetch import import_archive

@@ -25,11 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .provenance import utc_now
 from . import __version__, config
 from .errors import StepError, UsageError
 from .frames import Frames
 from .h5io import ChecksummedFile, open_or_build, write_atomically
+from .provenance import utc_now
 
 #: Bumped whenever the cached graphs could change (layout, convention, or neighbour-list semantics).
 GRAPH_FORMAT_VERSION = 1

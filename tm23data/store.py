@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .provenance import utc_now
 from . import __version__, config, elements, manifest
 from .archive import Archive
 from .config import ArchiveSource
@@ -27,6 +26,7 @@ from .extxyz import READER_VERSION, parse_extxyz
 from .fetch import fetch_archive
 from .frames import HASH_VERSION, Frames
 from .h5io import ChecksummedFile, open_or_build, write_atomically
+from .provenance import utc_now
 
 log = logging.getLogger(__name__)
 

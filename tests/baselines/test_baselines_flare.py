@@ -23,11 +23,10 @@ from tm23data.baselines.flare import (  # noqa: E402
     quiet_stdout,
     train_flare,
 )
-
 from tm23data.frames import Frames  # noqa: E402
+from tm23data.generation.synthetic import synthetic_frames  # noqa: E402
 from tm23data.splits import resolve_split  # noqa: E402
 from tm23data.store import load_store  # noqa: E402
-from tm23data.generation.synthetic import synthetic_frames  # noqa: E402
 
 SMALL = FlareSettings(r_cut=4.5, n_max=5, l_max=2, optimize_start=4)
 
@@ -157,6 +156,7 @@ def test_sparse_selection_with_two_species_matches_flares_own_choice():
     """FLARE lists variances grouped by species, not in atom order; the atoms picked must be FLARE's own."""
     from ase.build import bulk
     from ase.calculators.emt import EMT
+
     from tm23data.baselines.flare import import_flare, most_uncertain_atoms
 
     rng = np.random.default_rng(1)

@@ -12,6 +12,7 @@ from ase.io import read
 pytest.importorskip("nequip", reason="nequip is not installed (pip install -e '.[nequip]')")
 
 from omegaconf import OmegaConf  # noqa: E402
+
 from tm23data.baselines import results  # noqa: E402
 from tm23data.baselines.nequip import (  # noqa: E402
     MONITOR,
@@ -22,7 +23,6 @@ from tm23data.baselines.nequip import (  # noqa: E402
     train_nequip,
     write_config,
 )
-
 from tm23data.fetch import import_archive  # noqa: E402
 from tm23data.splits import resolve_split  # noqa: E402
 from tm23data.store import load_store  # noqa: E402
@@ -112,6 +112,7 @@ def test_store_datamodule_serves_the_same_frames_as_ase_datamodule(cached, tmp_p
     import torch
     from hydra.utils import instantiate
     from nequip.data import AtomicDataDict
+
     from tm23data.baselines.nequip import export_split
 
     store = load_store("W", progress=False)
@@ -255,8 +256,9 @@ def test_min_lr_stop_ends_training_once_the_rate_is_below_the_floor():
     learning rate goes 1e-3, 1e-3, 2e-4, 4e-5, 8e-6; the epoch trained at 8e-6 is the last one."""
     import lightning
     import torch
-    from tm23data.baselines.nequip_callbacks import MinLearningRateStop, current_lr
     from torch.utils.data import DataLoader
+
+    from tm23data.baselines.nequip_callbacks import MinLearningRateStop, current_lr
 
     class Toy(lightning.LightningModule):
         def __init__(self):
@@ -318,7 +320,6 @@ def test_learning_curve_reuses_a_finished_run_only_with_the_same_settings(cached
     """Resuming a curve in the same folder with other settings trains again; every point reports the
     settings of the run that made it."""
     from tm23data.baselines import learning_curve
-
     from tm23data.metrics import Evaluator
 
     trained = []

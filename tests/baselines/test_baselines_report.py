@@ -10,9 +10,9 @@ import sys
 
 import numpy as np
 import pytest
+
 from tm23data.baselines import results
 from tm23data.baselines.report import paper_table, summary_table, write_report
-
 from tm23data.cli import main
 from tm23data.metrics import Evaluator
 from tm23data.splits import resolve_split
@@ -198,9 +198,8 @@ def test_demo_uses_the_published_archive_when_it_is_cached(cached, tmp_path, mon
     """With the published archive in the cache, the same command runs on it (--element/--split); here the
     synthetic archive stands in for it."""
     pytest.importorskip("flare.bffs.sgp._C_flare", reason="mir-flare is not installed")
-    from tm23data.baselines.demo import published_available, run_demo
-
     from tm23data import manifest
+    from tm23data.baselines.demo import published_available, run_demo
 
     assert not published_available()
     monkeypatch.setattr(manifest, "ARCHIVE_MD5", cached)

@@ -8,9 +8,9 @@ from support import N_TEST, N_TRAIN
 
 from tm23data.archive import write_archive
 from tm23data.fetch import import_archive
+from tm23data.generation.synthetic import synthetic_members
 from tm23data.splits import STANDARD_SPLITS, SplitError, carve_validation, get_split, resolve_split
 from tm23data.store import load_store
-from tm23data.generation.synthetic import synthetic_members
 
 EXPECTED = {
     "full": (3 * N_TRAIN, 3 * N_TEST),

@@ -17,8 +17,8 @@ from tm23data import config, manifest
 from tm23data.archive import write_archive
 from tm23data.fetch import OfflineError, import_archive
 from tm23data.frames import full_3x3_to_voigt
-from tm23data.store import STORE_FORMAT_VERSION, StoreError, fingerprint, load_store, store_path
 from tm23data.generation.synthetic import synthetic_archive, synthetic_members
+from tm23data.store import STORE_FORMAT_VERSION, StoreError, fingerprint, load_store, store_path
 
 
 def test_store_round_trips_every_member_losslessly(cached, synthetic_zip):

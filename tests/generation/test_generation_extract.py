@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from tm23data.generation import fakevasp
 from tm23data.generation.extract import (
     ExtractionError,

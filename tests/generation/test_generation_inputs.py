@@ -6,6 +6,8 @@ import json
 
 import numpy as np
 import pytest
+
+from tm23data import elements
 from tm23data.generation.settings import MP_POTCARS, MDSettings, Settings
 from tm23data.generation.structures import build_supercell
 from tm23data.generation.vasp import (
@@ -17,8 +19,6 @@ from tm23data.generation.vasp import (
     write_static_inputs,
 )
 from tm23data.generation.vaspout import read_incar
-
-from tm23data import elements
 
 
 def test_protocol_numbers():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from tm23data.generation.kpoints import MeshResults, choose_kmesh, parse_mesh, read_convergence_dir
 from tm23data.generation.rdf import pair_histogram, rdf_from_store, rdf_of_frames
 
@@ -56,6 +57,7 @@ def test_convergence_runs_read_from_vasp_outputs(tmp_path):
     from ase.build import bulk
     from ase.calculators.emt import EMT
     from ase.calculators.singlepoint import SinglePointCalculator
+
     from tm23data.generation import fakevasp
 
     atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat(2)

@@ -7,11 +7,11 @@ import zipfile
 
 import numpy as np
 import pytest
+
+from tm23data.cli import main
 from tm23data.generation.local import CalculatorUnavailable, label_frames, resolve_calculator, run_md
 from tm23data.generation.settings import Settings
 from tm23data.generation.structures import build_supercell
-
-from tm23data.cli import main
 
 FAST = ["--frames", "12", "--equilibration-fs", "100"]  # 12 frames per regime every 50 fs after 100 fs
 

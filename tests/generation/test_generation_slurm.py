@@ -11,10 +11,10 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from tm23data.generation.slurm import Campaign, static_script
 
 from tm23data import elements
 from tm23data.cli import main
+from tm23data.generation.slurm import Campaign, static_script
 
 FAKE_VASP = f"{sys.executable} -m tm23data.generation.fakevasp"
 SMALL = ["--frames", "3", "--equilibration-fs", "10", "--interval-fs", "10"]  # 8 MD steps, frames at steps 4, 6, 8

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+from tm23data import elements
+from tm23data.frames import Frames
 from tm23data.generation.settings import StructureSettings
 from tm23data.generation.structures import (
     StructureError,
@@ -20,9 +23,6 @@ from tm23data.generation.structures import (
     supercell_from_frames,
     supercell_repeat,
 )
-
-from tm23data import elements
-from tm23data.frames import Frames
 
 #: (repeat, atoms after the vacancy) under the default rule: every conventional lattice vector >= 7 Å.
 EXPECTED_VECTORS = {

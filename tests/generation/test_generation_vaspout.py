@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from tm23data.generation import fakevasp
 from tm23data.generation.labels import FAILED, MISSING, OK, UNCONVERGED, parse_static
 from tm23data.generation.vaspout import (
