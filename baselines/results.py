@@ -204,8 +204,8 @@ def flat_row(data: dict) -> dict:
     }
     for q in QUANTITIES:
         m = data["metrics"].get(q)
-        for key in ("mae", "rmse", "mav", "percent"):
-            row[f"{q}_{key}"] = None if m is None else m[key]
+        for key in ("mae", "rmse", "mav", "percent", "mad", "percent_of_spread"):
+            row[f"{q}_{key}"] = None if m is None else m.get(key)  # results before 0.2 lack mad / percent_of_spread
     row["train_s"] = data["timing"].get("train_s")
     row["published_data"] = data["data_source"].get("published")
     row["split_hash"] = data["split_hash"]

@@ -75,3 +75,15 @@ def test_power_law_recovers_exact_exponent():
         fit_power_law([100], [1.0])
     with pytest.raises(ValueError, match="positive"):
         fit_power_law([100, 200], [1.0, 0.0])
+
+
+def test_both_energy_percent_errors_on_hand_computed_values():
+    true = np.array([-13.0, -12.0, -14.0, -13.0])  # W-like energies per atom, eV/atom
+    pred = true + np.array([0.01, -0.01, 0.01, -0.01])
+    s = summarize(pred, true)
+    # MAE 0.01; MAV = 13; MAD about the mean (-13) = (0 + 1 + 1 + 0) / 4 = 0.5
+    assert s["mae"] == pytest.approx(0.01) and s["mav"] == pytest.approx(13.0) and s["mad"] == pytest.approx(0.5)
+    assert s["percent"] == pytest.approx(100 * 0.01 / 13) and s["percent_of_spread"] == pytest.approx(2.0)
+    shifted = summarize(pred + 12.7, true + 12.7)  # an Hg-like reference energy (MAV 0.4): the paper's % grows 33x
+    assert shifted["percent"] == pytest.approx(100 * 0.01 / 0.4) and shifted["percent"] > 30 * s["percent"]
+    assert shifted["percent_of_spread"] == pytest.approx(s["percent_of_spread"])
