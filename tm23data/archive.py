@@ -23,6 +23,7 @@ from .frames import Frames
 #: Largest compression ratio accepted (text extxyz deflates ~3-5x; zip bombs reach thousands).
 MAX_RATIO = 100
 PROVENANCE_NAME = f"{manifest.MEMBER_DIR}/PROVENANCE.json"
+_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
 _MEMBER_RE = re.compile(rf"^{manifest.MEMBER_DIR}/([A-Z][a-z]?)_([a-z0-9_]+)\.xyz$")
 
 
@@ -46,6 +47,9 @@ class Archive:
         self._infos = {}
         for info in self._zip.infolist():
             _check_member(self.path, info)
+            if info.filename in self._infos:  # zipfile would silently serve the last entry
+                raise UnsafeArchiveError(f"{self.path}: member {info.filename!r} appears more than once; archive "
+                                         "refused (which copy is meant is ambiguous)")  # fmt: skip
             self._infos[info.filename] = info
 
     def __enter__(self) -> Archive:
@@ -86,6 +90,8 @@ class Archive:
         try:
             with self._zip.open(info) as fh:
                 data = fh.read(info.file_size + 1)
+        except (RuntimeError, NotImplementedError) as err:  # encrypted or unsupported, if not caught on open
+            raise ArchiveError(f"{self.path}: member {name} cannot be read ({err}); rebuild the archive") from None
         except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as err:  # CRC mismatch, bad deflate, truncation
             raise ArchiveError(f"{self.path}: member {name} is damaged ({err}); download the archive again") from None
         if len(data) != info.file_size:
@@ -122,6 +128,12 @@ def _check_member(path: Path, info: zipfile.ZipInfo) -> None:
         or "\x00" in name
     ):
         raise UnsafeArchiveError(f"{path}: member name {name!r} is absolute or climbs out with '..'; archive refused")
+    if info.flag_bits & 0x1:
+        raise ArchiveError(f"{path}: member {name!r} is encrypted; TM23 archives are not. Re-zip it without a "
+                           "password")  # fmt: skip
+    if info.compress_type not in _METHODS:
+        raise ArchiveError(f"{path}: member {name!r} uses compression method {info.compress_type}, which cannot be "
+                           "read (supported: stored, deflate, bzip2, lzma). Re-zip it with deflate")  # fmt: skip
     mode = info.external_attr >> 16
     if stat.S_ISLNK(mode):
         raise UnsafeArchiveError(f"{path}: member {name!r} is a symbolic link; archive refused")

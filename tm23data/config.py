@@ -2,7 +2,8 @@
 long-running processes see changes).
 
 - ``TM23_HOME``: cache root (default: the user's cache directory, e.g. ``~/.cache/tm23data``).
-- ``TM23_URL``: one or more mirror URLs (space or comma separated) that replace the published ones.
+- ``TM23_URL``: one or more mirror URLs (separated by spaces, or by commas before
+  ``scheme://``; a comma inside a URL stays in it) that replace the published ones.
 - ``TM23_MD5``: the md5 of the archive those URLs serve (default: the published archive's md5).
 - ``TM23_OFFLINE=1``: never touch the network.
 - ``TM23_MAX_MEMBER_BYTES``: largest archive member accepted, uncompressed (default 2 GiB).
@@ -133,7 +134,7 @@ def archive_source(md5: str | None = None, urls: str | list[str] | tuple[str, ..
     if urls is None:
         urls = os.environ.get("TM23_URL") or ()
     if isinstance(urls, str):
-        urls = [u for u in re.split(r"[\s,]+", urls) if u]
+        urls = split_urls(urls)
     urls = tuple(urls)
     if not urls:
         if md5 != manifest.ARCHIVE_MD5:
@@ -141,6 +142,12 @@ def archive_source(md5: str | None = None, urls: str | list[str] | tuple[str, ..
             return ArchiveSource(urls=(), md5=md5, filename=_existing_name(md5) or CUSTOM_ARCHIVE_NAME)
         return ArchiveSource(urls=manifest.ARCHIVE_URLS, md5=md5, filename=manifest.ARCHIVE_NAME)
     return ArchiveSource(urls=urls, md5=md5, filename=_filename_from_url(urls[0]))
+
+
+def split_urls(text: str) -> list[str]:
+    """Mirror URLs from one string: separated by whitespace, or by a comma that starts another URL
+    (``...,https://``), so a comma inside a URL's query string stays part of it."""
+    return [u for u in re.split(r"\s+|,(?=\s*[A-Za-z][A-Za-z0-9+.-]*://)", text) if u and u.strip(",")]
 
 
 def _filename_from_url(url: str) -> str:

@@ -4,8 +4,9 @@ Two paths give the same arrays as ``ase.io.read(format="extxyz")``:
 
 - the *general* path follows ASE line by line (its header tokeniser and value conversion are ported
   here), accepts any key order, extra columns, 9/6/absent stress, ``free_energy``, quoted or bare
-  values, and reports malformed input with the file name and line number. Unlike ASE it also accepts a
-  6-value (Voigt) stress and rejects atom lines with extra columns;
+  values, and reports malformed input with the file name and line number. As in ASE a 9-value stress is
+  rebuilt symmetric from its upper triangle, a Z column wins over species, and a property declared twice
+  is refused. Unlike ASE it also accepts a 6-value (Voigt) stress and rejects atom lines with extra columns;
 - the *fixed-width* path applies when a file is uniform: every header has the layout of the first one
   (only values change) and every atom line has the same fixed-point column layout, as ASE writes them.
   Numbers are parsed with vectorised digit arithmetic: an integer mantissa below 2**53 divided by an
@@ -27,7 +28,7 @@ from .errors import DataError, UsageError
 from .frames import Frames, voigt_to_full_3x3
 
 #: Bumped whenever parsing results could change (part of the store fingerprint).
-READER_VERSION = 1
+READER_VERSION = 2
 
 
 class ExtxyzError(DataError):
@@ -94,6 +95,8 @@ def _columns(properties: str) -> _Columns:
         if not ncols_text.isdigit() or int(ncols_text) < 1:
             raise UsageError(f"Properties {properties!r}: bad column count {ncols_text!r}")
         ncols = int(ncols_text)
+        if _ASE_NAMES.get(name, name) in where:  # ASE refuses too (a structured dtype with a repeated field)
+            raise UsageError(f"Properties {properties!r}: property {name!r} is declared more than once")
         where[_ASE_NAMES.get(name, name)] = (col, ncols, ptype)
         types += [ptype] * ncols
         col += ncols
@@ -140,6 +143,8 @@ def _split_header(text: str) -> dict[str, str]:
         elif char == "=":
             if pairs[-1] == [[]]:
                 del pairs[-1]
+            if not pairs:
+                raise UsageError("'=' with no key before it")
             pairs[-1].append([])
         else:
             pairs[-1][-1].append(char)
@@ -201,7 +206,7 @@ def _frame_info(header: str) -> _FrameInfo:
     if "stress" in raw:
         values = _numbers("stress", raw["stress"])
         if values.shape == (9,):
-            stress = values.reshape(3, 3, order="F")  # as ASE
+            stress = _upper_symmetric(values.reshape(3, 3, order="F"))
         elif values.shape == (6,):
             stress = voigt_to_full_3x3(values)
         else:
@@ -214,6 +219,13 @@ def _frame_info(header: str) -> _FrameInfo:
         stress=stress,
         properties=raw.get("Properties", "species:S:1:pos:R:3"),
     )
+
+
+def _upper_symmetric(stress: np.ndarray) -> np.ndarray:
+    """A 9-value stress as ASE serves it: ASE keeps the Voigt form (upper triangle of the Fortran-order
+    matrix), so an asymmetric tensor comes back symmetric, rebuilt from its upper triangle."""
+    upper = np.triu(stress)
+    return upper + np.swapaxes(np.triu(stress, 1), -1, -2)
 
 
 def _atomic_number(symbol: str) -> int:
@@ -301,7 +313,7 @@ def _parse_atoms_general(atom_lines, info: _FrameInfo, cols: _Columns, source: s
 
     n = len(rows)
     numbers = np.empty(n, dtype=np.int64)
-    if cols.species is not None:
+    if cols.species is not None and cols.numbers is None:  # with both columns ASE takes Z
         cache: dict[bytes, int] = {}
         for k, row in enumerate(rows):
             sym = row[cols.species]
@@ -450,7 +462,7 @@ def _header_numbers(captured: list[bytes], raw_values: list[tuple], n_frames: in
         elif key == b"Lattice" and per == 9:
             out[key] = values.reshape(n_frames, 3, 3)
         elif key == b"stress" and per == 9:
-            out[key] = values.reshape(n_frames, 3, 3).transpose(0, 2, 1).copy()  # Fortran order, as ASE
+            out[key] = _upper_symmetric(values.reshape(n_frames, 3, 3).transpose(0, 2, 1))  # Fortran order, as ASE
         elif key == b"stress" and per == 6:
             out[key] = values.reshape(n_frames, 6)[:, [[0, 5, 4], [5, 1, 3], [4, 3, 2]]]
         else:
