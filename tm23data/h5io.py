@@ -1,7 +1,7 @@
 """The HDF5 caches the package writes (element stores, radius graphs): checksummed, atomic, rebuilt when bad.
 
-- Datasets are contiguous; the xxh3-64 digest of each one's bytes goes into one JSON attribute, and the
-  metadata into another (one attribute read each: h5py's per-object overhead, not the bytes, dominates
+- Datasets are contiguous; the xxh3-64 digest of each one's dtype, shape and bytes, and of the metadata
+  text, goes into one JSON attribute, and the metadata into another (one attribute read each: h5py's per-object overhead, not the bytes, dominates
   small reads). xxh3 runs at several GB/s, so checking a whole 3000-frame store on every load costs well
   under a millisecond, and any damaged byte is caught rather than served.
 - A cache is written to a temporary file, marked complete last, and renamed into place.
@@ -45,22 +45,37 @@ class ChecksummedFile:
                 raise CacheFileError(f"{h5.filename}: not completely written")
             try:
                 self._digests = json.loads(h5.attrs[DIGEST_ATTR])
-                self.meta: dict = json.loads(h5.attrs[META_ATTR])
+                meta_text = h5.attrs[META_ATTR]
+                self.meta: dict = json.loads(meta_text)
             except (KeyError, ValueError, TypeError):
                 raise CacheFileError(f"{h5.filename}: no digests or metadata; not written by tm23data") from None
+            actual = _text_digest(meta_text)
+            if self._digests.get(META_ATTR) != actual:
+                raise ChecksumError(f"{h5.filename}: metadata", str(self._digests.get(META_ATTR)), actual,
+                                    "The cache is damaged; it is rebuilt.", kind="xxh3-64")
 
     def write(self, name: str, data) -> None:
         data = np.ascontiguousarray(data)
         self.h5.create_dataset(name, data=data)
-        self._digests[name] = array_digest(data)
+        self._digests[name] = _digest(data)
 
     def read(self, name: str) -> np.ndarray:
         data = self.h5[name][()]
-        actual = array_digest(data)
+        actual = _digest(data)
         if self._digests.get(name) != actual:
             raise ChecksumError(f"{self.h5.filename}: dataset {name}", str(self._digests.get(name)), actual,
                                 "The cache is damaged; it is rebuilt.", kind="xxh3-64")
         return data
+
+
+def _digest(data: np.ndarray) -> str:
+    """Digest of an array's dtype, shape and bytes: the same bytes read as another type are not the same data."""
+    return f"{data.dtype.str}{list(data.shape)}:{array_digest(data)}"
+
+
+def _text_digest(text) -> str:
+    raw = text.encode() if isinstance(text, str) else bytes(text)
+    return array_digest(np.frombuffer(raw, dtype=np.uint8))
 
 
 @contextmanager
@@ -73,7 +88,9 @@ def write_atomically(path: Path, meta: dict):
         with h5py.File(tmp, "w") as h5:
             out = ChecksummedFile(h5)
             yield out
-            h5.attrs[META_ATTR] = json.dumps(meta, indent=1, ensure_ascii=False)
+            meta_text = json.dumps(meta, indent=1, ensure_ascii=False)
+            h5.attrs[META_ATTR] = meta_text
+            out._digests[META_ATTR] = _text_digest(meta_text)
             h5.attrs[DIGEST_ATTR] = json.dumps(out._digests, sort_keys=True)
             h5.attrs["complete"] = True  # written last
 

@@ -19,13 +19,14 @@ are stored and read back: nothing is ever unpickled.
 from __future__ import annotations
 
 import math
+import re
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from . import __version__, config
+from . import __version__, config, elements
 from .errors import StepError, UsageError
 from .frames import Frames
 from .h5io import ChecksummedFile, open_or_build, write_atomically
@@ -167,6 +168,9 @@ def cache_dir(root: str | os.PathLike | None = None) -> Path:
 def cache_path(store, cutoff: float, root: str | os.PathLike | None = None) -> Path:
     """Cache file of ``store``'s graphs at ``cutoff``: named by element, fingerprint, exact cutoff and format."""
     cutoff = check_cutoff(cutoff)
+    if store.element not in elements.symbols() or not re.fullmatch(r"[0-9a-f]{20,}", str(store.fingerprint)):
+        raise GraphCacheError(f"{store.path}: element {store.element!r} or fingerprint is not valid; "
+                              "no cache path is built from it")  # fmt: skip
     token = repr(cutoff).replace(".", "p").replace("-", "m").replace("+", "")  # repr round-trips exactly
     name = f"{store.element}-{store.fingerprint[:20]}-rc{token}-v{GRAPH_FORMAT_VERSION}.h5"
     return cache_dir(root) / name

@@ -31,7 +31,7 @@ from .provenance import utc_now
 log = logging.getLogger(__name__)
 
 #: Bumped whenever the store's layout changes (invalidates every store).
-STORE_FORMAT_VERSION = 1
+STORE_FORMAT_VERSION = 2
 REGIME_NAMES = (*elements.REGIMES, "unknown")  # code -1 -> "unknown" (a 2700cwm frame in no per-T file)
 UNKNOWN_REGIME = -1
 
@@ -106,6 +106,10 @@ def open_store(path: Path, expected_fingerprint: str | None = None) -> Store:
             attrs = h.meta
             if expected_fingerprint and attrs.get("fingerprint") != expected_fingerprint:
                 raise CorruptStoreError(f"{path}: store fingerprint is stale (built by another format or archive)")
+            if attrs.get("element") not in elements.symbols() or attrs.get("fingerprint") != fingerprint(
+                attrs["element"], str(attrs.get("archive_md5"))
+            ):  # stored text is never trusted to name files (graph caches are named by element)
+                raise CorruptStoreError(f"{path}: store metadata does not match its fingerprint")
             frames = Frames(
                 natoms=np.diff(h.read("frames/offsets")),
                 numbers=h.read("atoms/numbers").astype(np.int64),

@@ -53,7 +53,9 @@ def test_repeated_frames_are_stored_once_with_regimes(cached):
         assert meta["format_version"] == STORE_FORMAT_VERSION and meta["element"] == "Cu"
         assert meta["archive_md5"] == cached and meta["fingerprint"] == fingerprint("Cu", cached)
         digests = json.loads(h5.attrs["xxh3_64"])
-        assert all(len(digests[d]) == 16 for d in ("atoms/positions", "frames/energy", "members/index"))
+        assert all(len(digests[d].split(":")[-1]) == 16 for d in ("atoms/positions", "frames/energy", "members/index"))
+        assert digests["frames/energy"].startswith("<f8[")  # dtype and shape are part of the digest
+        assert "tm23data" in digests  # and so is the metadata
         # Flat per-atom arrays with per-frame offsets.
         assert h5["atoms/positions"].shape == (int(store.frames.natoms.sum()), 3)
         assert h5["frames/offsets"].shape == (len(store) + 1,)
