@@ -7,6 +7,10 @@ long-running processes see changes).
 - ``TM23_MD5``: the md5 of the archive those URLs serve (default: the published archive's md5).
 - ``TM23_OFFLINE=1``: never touch the network.
 - ``TM23_MAX_MEMBER_BYTES``: largest archive member accepted, uncompressed (default 2 GiB).
+- ``TM23_MAX_DOWNLOAD_BYTES``: largest download accepted when the archive's size is not known (default 4 GiB).
+- ``TM23_STALL_TIMEOUT``: seconds a download may go with less than ``TM23_MIN_RATE`` bytes/s (default 60, 1024).
+- ``TM23_DOWNLOAD_DEADLINE``: optional overall limit on one download, in seconds (default none).
+- ``TM23_LOCK_TIMEOUT``: seconds to wait for another process's download or build (default 1800).
 """
 
 from __future__ import annotations
@@ -91,6 +95,44 @@ def max_member_bytes() -> int:
     return value
 
 
+def _env_number(name: str, default: float | None, *, integer: bool = False) -> float | None:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text) if integer else float(text)
+    except ValueError:
+        raise UsageError(f"{name} must be a {'whole ' if integer else ''}number, got {text!r}") from None
+    if not value > 0:
+        raise UsageError(f"{name} must be positive, got {text!r}")
+    return value
+
+
+def max_download_bytes() -> int:
+    """``$TM23_MAX_DOWNLOAD_BYTES`` or 4 GiB: the bound on a download whose size is not known."""
+    return int(_env_number("TM23_MAX_DOWNLOAD_BYTES", 4 << 30, integer=True))
+
+
+def stall_timeout() -> float:
+    """``$TM23_STALL_TIMEOUT`` (s, default 60): a download slower than ``min_rate()`` for this long is cut."""
+    return float(_env_number("TM23_STALL_TIMEOUT", 60.0))
+
+
+def min_rate() -> float:
+    """``$TM23_MIN_RATE`` (bytes/s, default 1024): the slowest transfer counted as progress."""
+    return float(_env_number("TM23_MIN_RATE", 1024.0))
+
+
+def download_deadline() -> float | None:
+    """``$TM23_DOWNLOAD_DEADLINE`` (s): optional overall limit on one download (all retries), else None."""
+    return _env_number("TM23_DOWNLOAD_DEADLINE", None)
+
+
+def lock_timeout() -> float:
+    """``$TM23_LOCK_TIMEOUT`` (s, default 1800): how long to wait for another process's download or build."""
+    return float(_env_number("TM23_LOCK_TIMEOUT", 1800.0))
+
+
 _MD5_RE = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -121,7 +163,13 @@ class ArchiveSource:
         return home() / "archives" / self.md5
 
     def archive_path(self) -> Path:
-        return self.archive_dir() / self.filename
+        """The archive in its md5 folder: under :attr:`filename` or, since the folder is keyed by md5, any zip
+        placed there (a mirror's or an import's name); the path to download to when there is none."""
+        named = self.archive_dir() / self.filename
+        if named.exists():
+            return named
+        other = _existing_name(self.md5)
+        return self.archive_dir() / other if other else named
 
     def store_dir(self) -> Path:
         return home() / "stores" / self.md5

@@ -98,7 +98,8 @@ def write_atomically(path: Path, meta: dict):
 def open_or_build(path: Path, open_: Callable[[Path], T], build: Callable[[Path], None], invalid: type[Exception]) -> T:
     """``open_(path)`` if it succeeds; if it raises ``invalid`` (or there is no file), ``build(path)`` under
     a file lock (once across processes) and open the result."""
-    from filelock import FileLock
+    from .locks import held
+    from .upkeep import remove_stale_temporaries
 
     if path.exists():
         try:
@@ -106,7 +107,8 @@ def open_or_build(path: Path, open_: Callable[[Path], T], build: Callable[[Path]
         except invalid as err:
             log.warning("%s; rebuilding it", err)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path) + ".lock"):
+    with held(str(path) + ".lock", f"building {path.name}"):
+        remove_stale_temporaries(path.parent)  # left by a killed build
         if path.exists():  # built by another process while we waited, or still bad
             try:
                 return open_(path)

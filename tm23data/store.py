@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, config, elements, manifest
-from .archive import Archive
+from . import __version__, config, elements, manifest, upkeep
+from .archive import Archive, ArchiveError
 from .config import ArchiveSource
 from .errors import StepError
 from .extxyz import READER_VERSION, parse_extxyz
@@ -164,19 +164,20 @@ def _check_consistency(store: Store) -> None:
 
 
 def build_store(element: str, source: ArchiveSource, path: Path, *, progress: bool = True) -> Path:
-    """Parse the 8 members of ``element`` and write the store atomically at ``path``."""
-    from tqdm.auto import tqdm
-
-    archive_path = fetch_archive(source, progress=progress)
-    with Archive(archive_path) as archive:
-        names = archive.members(element)
-        parsed: dict[str, Frames] = {}
-        for kind in tqdm(list(names), desc=f"{element}: reading archive", disable=not progress, leave=False):
-            member = f"{archive_path.name}:{names[kind]}"
-            frames = parse_extxyz(archive.read(names[kind]), source=member)
-            _check_frames(frames, element, member)
-            parsed[kind] = frames
-        provenance = archive.provenance()
+    """Parse the 8 members of ``element`` and write the store atomically at ``path``. An archive that turns
+    out damaged is quarantined and fetched again once (when a URL is configured)."""
+    for last_try in (False, True):
+        archive_path = fetch_archive(source, progress=progress)
+        try:
+            parsed, provenance = _read_members(archive_path, element, progress)
+            break
+        except ArchiveError as err:
+            if upkeep.archive_is_intact(archive_path, source.md5, full=True):
+                raise  # the verified archive itself lacks or garbles this: refetching cannot help
+            upkeep.quarantine(archive_path, f"damaged ({err})")
+            if last_try or not source.urls or config.offline():
+                raise ArchiveError(f"{err}; the damaged archive was moved aside and there is no URL to fetch it "
+                                   "again from: `tm23 import PATH.zip` the right file") from None  # fmt: skip
     assembled = _assemble(element, parsed)
     attrs = {
         "format_version": STORE_FORMAT_VERSION,
@@ -195,6 +196,20 @@ def build_store(element: str, source: ArchiveSource, path: Path, *, progress: bo
     }
     _write_h5(path, assembled, attrs)
     return path
+
+
+def _read_members(archive_path: Path, element: str, progress: bool) -> tuple[dict[str, Frames], dict | None]:
+    from tqdm.auto import tqdm
+
+    with Archive(archive_path) as archive:
+        names = archive.members(element)
+        parsed: dict[str, Frames] = {}
+        for kind in tqdm(list(names), desc=f"{element}: reading archive", disable=not progress, leave=False):
+            member = f"{archive_path.name}:{names[kind]}"
+            frames = parse_extxyz(archive.read(names[kind]), source=member)
+            _check_frames(frames, element, member)
+            parsed[kind] = frames
+        return parsed, archive.provenance()
 
 
 def _check_frames(frames: Frames, element: str, member: str) -> None:
