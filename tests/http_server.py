@@ -3,7 +3,9 @@
 Each request takes the next behaviour from a script (then ``default``):
 ``ok``, ``drop`` (send half the body, then close), ``500``, ``404``, ``403``, ``wrong`` (flip a byte),
 ``ignore-range`` (answer 200 with the whole body even when a Range is asked for), ``wrong-range`` (answer
-a Range request with 206 and the bytes from 0), ``redirect-loop`` (302 to the same URL, forever).
+a Range request with 206 and the bytes from 0), ``redirect-loop`` (302 to the same URL, forever),
+``trickle`` (one byte every ``trickle_interval`` s), ``endless`` (no Content-Length, bytes until the client
+hangs up), ``retry-after`` (503 with ``Retry-After: retry_after``).
 Range and If-Range are honoured as a real server does; every request is logged.
 """
 
@@ -32,6 +34,8 @@ class ArchiveServer:
     default: str = "ok"
     delay: float = 0.0  # seconds per 64 KiB sent, to make downloads overlap
     log: list[Request] = field(default_factory=list)
+    trickle_interval: float = 0.05
+    retry_after: int = 1
 
     def __post_init__(self):
         self._lock = threading.Lock()
@@ -76,6 +80,24 @@ class ArchiveServer:
             h.send_header("Content-Length", "0")
             h.end_headers()
             return 302
+        if behaviour == "retry-after":
+            self._record(h, behaviour, 503)
+            h.send_response(503)
+            h.send_header("Retry-After", str(self.retry_after))
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+            return 503
+        if behaviour == "endless":
+            self._record(h, behaviour, 200)
+            h.send_response(200)
+            h.send_header("Connection", "close")
+            h.end_headers()
+            h.close_connection = True
+            try:
+                while True:
+                    h.wfile.write(self.payload[:65536])
+            except OSError:  # the client hung up
+                return 200
         if behaviour in ("500", "404", "403"):
             self._record(h, behaviour, int(behaviour))
             h.send_response(int(behaviour))
@@ -112,6 +134,16 @@ class ArchiveServer:
             h.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
         h.end_headers()
         to_send = body[: len(body) // 2] if behaviour == "drop" else body
+        if behaviour == "trickle":
+            try:
+                for i in range(len(to_send)):
+                    h.wfile.write(to_send[i : i + 1])
+                    h.wfile.flush()
+                    time.sleep(self.trickle_interval)
+            except OSError:
+                pass
+            h.close_connection = True
+            return status
         for i in range(0, len(to_send), 65536):
             h.wfile.write(to_send[i : i + 65536])
             if self.delay:

@@ -256,7 +256,13 @@ def cmd_verify(args) -> int:
 
 def _print_verify(report: dict) -> None:
     a = report["archive"]
-    if a.get("path"):
+    for path in report.get("removed_temporaries", []):
+        print(f"removed {path} (a temporary file left by a process that no longer runs)")
+    if a.get("quarantined"):
+        print(f"archive {a['path']}\n  md5 {a['md5']} MISMATCH, expected {a['expected_md5']}; moved to {a['quarantined']}")
+        if a.get("repaired"):
+            print(f"  repaired: {a['repaired']}")
+    elif a.get("path"):
         print(f"archive {a['path']}\n  md5 {a['md5']} ({'OK' if a['md5_ok'] else 'MISMATCH, expected ' + a['expected_md5']})")
     else:
         print(f"archive: not in the cache ({a.get('note', '')})")

@@ -222,7 +222,7 @@ def _retry_or_give_up(err, url, part: Path, offset: int, retry: RetryPolicy, cou
     """(seconds to wait, attempt, failures) after a transient failure, or DownloadError once retries are spent."""
     attempt, failures = counts
     failures += 1
-    progressed = part.exists() and part.stat().st_size > offset
+    progressed = part.exists() and part.stat().st_size > offset and not isinstance(err, _Stalled)
     attempt = 0 if progressed else attempt + 1  # a drop after progress is resumed, not counted
     if attempt >= retry.attempts or failures >= retry.attempts * 10:
         raise DownloadError(f"gave up after {failures} failed requests: {err}") from None
@@ -257,7 +257,7 @@ def _stream(resp, fh, bar, retry: RetryPolicy, started: float, offset: int, limi
             raise DownloadError(f"not complete after the {retry.deadline:.0f} s deadline (TM23_DOWNLOAD_DEADLINE)")
         if now - window_start >= retry.stall:
             if window_bytes < retry.min_rate * (now - window_start):
-                raise _Retryable(f"stalled: {window_bytes} bytes in {now - window_start:.0f} s, under the "
+                raise _Stalled(f"stalled: {window_bytes} bytes in {now - window_start:.0f} s, under the "
                                  f"{retry.min_rate:.0f} B/s minimum (TM23_MIN_RATE, TM23_STALL_TIMEOUT)")  # fmt: skip
             window_start, window_bytes = now, 0
 
@@ -269,6 +269,10 @@ def _too_big(size: int, limit: int, known) -> str:
 
 class _Retryable(Exception):
     pass
+
+
+class _Stalled(_Retryable):
+    """Too slow to count as progress: retried, but each one uses up an attempt."""
 
 
 def _range_start(resp) -> int | None:

@@ -1,12 +1,15 @@
-"""``tm23 verify``: re-hash the archive, re-check every cached store against its content hashes
+"""``tm23 verify``: remove temporaries left by killed processes, re-hash the archive (a damaged one is
+quarantined and fetched again when a URL is configured), re-check every cached store against its content hashes
 (rebuilding damaged ones), and report how members overlap and whether every split is clean."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from . import config, elements
-from .archive import Archive
+from . import config, elements, upkeep
+from .archive import Archive, ArchiveError
+from .errors import StepError
+from .fetch import fetch_archive
 from .hashes import file_md5
 from .selection import Selection
 from .splits import STANDARD_SPLITS
@@ -17,18 +20,27 @@ def verify(symbols: list[str] | None = None) -> dict:
     source = config.archive_source()
     problems: list[str] = []
     report: dict = {"archive": {"expected_md5": source.md5}, "elements": {}, "problems": problems}
+    removed = upkeep.remove_stale_temporaries()
+    report["removed_temporaries"] = [str(p) for p in removed]
     archive_path = source.archive_path()
     in_archive: list[str] = []
     if archive_path.exists():
         md5 = file_md5(archive_path)
         report["archive"].update(path=str(archive_path), md5=md5, md5_ok=md5 == source.md5)
         if md5 != source.md5:
-            problems.append(f"{archive_path}: md5 {md5} differs from the expected {source.md5}; delete it and "
-                            "download again")  # fmt: skip
+            moved = upkeep.quarantine(archive_path, f"md5 {md5} differs from the expected {source.md5}")
+            report["archive"]["quarantined"] = str(moved)
+            archive_path = _refetch(source, report, problems, f"{archive_path}: md5 {md5} differs from the expected "
+                                    f"{source.md5}; it was moved to {moved}")  # fmt: skip
         else:
-            with Archive(archive_path) as archive:
-                in_archive = archive.elements()
-                report["archive"]["provenance"] = archive.provenance()
+            upkeep.record_verified(archive_path, md5)
+        if archive_path is not None:
+            try:
+                with Archive(archive_path) as archive:
+                    in_archive = archive.elements()
+                    report["archive"]["provenance"] = archive.provenance()
+            except ArchiveError as err:
+                problems.append(str(err))
     else:
         report["archive"]["note"] = f"{archive_path} is absent; only cached stores are checked"
     # stores are named <El>.h5; anything else there (a temporary file being written) is not ours to judge
@@ -40,6 +52,21 @@ def verify(symbols: list[str] | None = None) -> dict:
         report["elements"][el] = _verify_element(el, source, archive_ok, problems)
     report["ok"] = not problems
     return report
+
+
+def _refetch(source, report: dict, problems: list[str], what: str):
+    """Fetch the archive again after a quarantine, when a URL is configured and the network is allowed."""
+    if not source.urls or config.offline():
+        problems.append(f"{what}; no URL to fetch it again from (or offline): `tm23 import PATH.zip` the right file")
+        return None
+    try:
+        path = fetch_archive(source, progress=False)
+    except (StepError, ValueError) as err:
+        problems.append(f"{what}; fetching it again failed: {err}")
+        return None
+    report["archive"]["repaired"] = f"fetched again into {path}"
+    report["archive"]["md5_ok"] = True
+    return path
 
 
 def _verify_element(el: str, source, archive_ok: bool, problems: list[str]) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import h5py
 import pytest
@@ -104,7 +105,7 @@ def test_verify_reports_overlap_and_repairs(capsys, cached):
 
 
 def test_verify_leaves_files_being_written_alone(capsys, cached):
-    tmp = store_path("Cu").parent / ".Cu.99999.1.tmp.h5"  # another process building a store
+    tmp = store_path("Cu").parent / f".Cu.{os.getpid()}.1.tmp.h5"  # a live process building a store
     tmp.parent.mkdir(parents=True, exist_ok=True)
     tmp.write_bytes(b"half")
     code, out, _ = run(capsys, "verify", "--json")
