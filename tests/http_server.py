@@ -94,8 +94,9 @@ class ArchiveServer:
             h.end_headers()
             h.close_connection = True
             try:
-                while True:
+                while True:  # ~6 MB/s at most: a client without a bound cannot fill the disk of a test run
                     h.wfile.write(self.payload[:65536])
+                    time.sleep(0.01)
             except OSError:  # the client hung up
                 return 200
         if behaviour in ("500", "404", "403"):
