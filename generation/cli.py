@@ -428,6 +428,7 @@ def cmd_rdf(args) -> int:
     rdf = rdf_from_store(store, r_max=args.r_max, n_bins=args.bins, every=args.every, progress=not args.no_progress)
     out = plot_rdf(rdf, args.out or f"{el}_rdf.png")
     print(f"{el}: g(r) of {', '.join(f'{r} ({n} frames)' for r, n in rdf.frames.items())} -> {out}")
+    print(f"data: {store.origin.summary()}")
     if args.csv:
         write_atomic(args.csv, rdf.to_csv())
         print(f"curves: {args.csv}")

@@ -308,14 +308,15 @@ def cmd_splits(args) -> int:
 
 
 def cmd_stats(args) -> int:
-    from .stats import element_stats
+    from .stats import stats_report
 
-    report = {el: element_stats(el) for el in elements.resolve(args.elements)}
+    report = stats_report(elements.resolve(args.elements))
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    for el, per_regime in report.items():
-        print(f"{el}:")
+    for el, stats in report.items():
+        per_regime = stats["regimes"]
+        print(f"{el}: {stats['data_origin']['summary']}")
         rows = [[regime, s["frames"], s["atoms_per_frame"], s["temperature_K"], _fmt(s["mav"]["energy_per_atom"]),
                  _fmt(s["mav"]["forces"]), _fmt(s["mav"]["stress"]), _fmt(s["mean_energy_per_atom"])]
                 for regime, s in per_regime.items()]  # fmt: skip

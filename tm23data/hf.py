@@ -192,7 +192,7 @@ def _dataset(selection: Selection, wholes, subset: str):
     ds = datasets.Dataset(table, split=datasets.NamedSplit(subset), fingerprint=hashlib.sha256(key.encode()).hexdigest()[:16])
     ds.info.description = (
         f"TM23 {'+'.join(selection.elements)}, split {selection.split}, subset {subset} (Owen, Torrisi et al., "
-        "npj Comput. Mater. 2024). Units: Å, eV, eV/Å, eV/Å³ (ASE sign)."
+        f"npj Comput. Mater. 2024). Units: Å, eV, eV/Å, eV/Å³ (ASE sign). Data: {selection.origin.summary()}."
     )
     ds.info.citation, ds.info.homepage, ds.info.license = CITATION, manifest.RECORD_URL, manifest.LICENSE
     return ds

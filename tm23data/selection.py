@@ -32,6 +32,7 @@ from . import elements
 from .config import ArchiveSource
 from .errors import UsageError
 from .frames import Frames
+from .provenance import Origin, combined
 from .splits import SplitDefinition, SplitManifest, resolve_split
 from .store import Store, load_store
 
@@ -114,6 +115,11 @@ class Selection:
         if len(self.manifests) == 1:
             return self.manifests[0].hash
         return hashlib.sha256(":".join(m.hash for m in self.manifests).encode()).hexdigest()
+
+    @property
+    def origin(self) -> Origin:
+        """Where the frames came from (published archive, generated, or unknown); a mix never reads as published."""
+        return combined(store.origin for store in self.stores)
 
     @property
     def name(self) -> str:

@@ -26,7 +26,7 @@ from .extxyz import READER_VERSION, parse_extxyz
 from .fetch import fetch_archive
 from .frames import HASH_VERSION, Frames
 from .h5io import ChecksummedFile, open_or_build, write_atomically
-from .provenance import utc_now
+from .provenance import Origin, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,11 @@ class Store:
     @property
     def content_hash(self) -> str:
         return str(self.attrs["content_hash"])
+
+    @property
+    def origin(self) -> Origin:
+        """Where these frames came from: the published archive, a generated one, or unknown."""
+        return Origin.of(self.archive_md5, self.attrs.get("provenance"), self.element)
 
     def regime_names(self, indices=None) -> np.ndarray:
         codes = self.regime if indices is None else self.regime[np.asarray(indices)]
