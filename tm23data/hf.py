@@ -18,6 +18,7 @@ import numpy as np
 from . import manifest
 from .config import ArchiveSource
 from .errors import UsageError
+from .splits import check_subset
 from .store import REGIME_NAMES, Store
 
 if TYPE_CHECKING:
@@ -76,6 +77,8 @@ def load_tm23(
     from .selection import Selection
 
     check_format(format)
+    if subset is not None:
+        check_subset(subset, split, validation)  # a typo is reported before any download
     selection = Selection.open(element, split, validation=validation, seed=seed, source=source, progress=progress)
     if format == "ase":
         return selection.to_atoms(subset)

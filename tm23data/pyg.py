@@ -40,6 +40,7 @@ from .config import ArchiveSource
 from .errors import UsageError
 from .neighbors import Graphs, check_cutoff, load_graphs
 from .selection import Selection
+from .splits import check_subset
 from .store import REGIME_NAMES
 
 __all__ = ["TM23Dataset", "edge_vectors", "frame_to_data"]
@@ -80,6 +81,7 @@ class TM23Dataset(Dataset):
     ):
         _check_dtype(dtype)
         cutoff = check_cutoff(cutoff)
+        check_subset(subset, split, validation)  # a typo is reported before any download
         selection = Selection.open(element, split, validation=validation, seed=seed, source=source, progress=progress)
         self._setup(selection, subset, cutoff, dtype=dtype, transform=transform, cache_root=cache_root,
                     progress=progress)  # fmt: skip

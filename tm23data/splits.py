@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .elements import REGIMES
-from .errors import UsageError
+from .errors import UsageError, did_you_mean
 from .store import Store
 
 SUBSETS = ("train", "validation", "test")
@@ -87,7 +87,7 @@ def get_split(name: str) -> SplitDefinition:
     if m:
         return _learning_curve(m.group(1), int(m.group(2)))
     raise SplitError(
-        f"unknown split {name!r}. Standard splits: {', '.join(STANDARD_SPLITS)}; "
+        f"unknown split {name!r}.{did_you_mean(name, STANDARD_SPLITS)} Standard splits: {', '.join(STANDARD_SPLITS)}; "
         "also {cold,warm,melt}_N for the first N training frames of a regime."
     )
 
@@ -141,6 +141,14 @@ _TERM_RE = re.compile(
 )
 
 
+def check_subset(spec: str, split: str | SplitDefinition, validation: float | None = None) -> None:
+    """Check the split, and the names and grammar of a subset string, before any download or cache build
+    (sizes are not known yet; :meth:`SplitManifest.select` resolves the string later)."""
+    definition = split if isinstance(split, SplitDefinition) else get_split(split)
+    names = ["train", *(["validation"] if validation else []), "test"]
+    parse_subset(spec, dict.fromkeys(names, 10**9), split=definition.name)
+
+
 def parse_subset(spec: str, sizes: dict[str, int], *, split: str = "") -> list[tuple[str, int, int]]:
     """``[(subset, start, stop), ...]`` for an HF-style subset string against subset ``sizes``.
 
@@ -159,7 +167,8 @@ def parse_subset(spec: str, sizes: dict[str, int], *, split: str = "") -> list[t
                              "'test[10%:]', 'train+test')")  # fmt: skip
         name = m.group("name")
         if name not in sizes:
-            raise SplitError(f"bad subset {spec!r}{where}: no subset {name!r}; this split has {', '.join(sizes)}"
+            raise SplitError(f"bad subset {spec!r}{where}: no subset {name!r}.{did_you_mean(name, sizes)} This split "
+                             f"has {', '.join(sizes)}"
                              + ("" if name != "validation" else " (pass validation=F to carve one out of train)"))  # fmt: skip
         rounding = m.group("rounding") or "closest"
         if rounding not in ("closest", "pct1_dropremainder"):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from support import N_TEST, N_TRAIN
 
 from tm23data.archive import write_archive
+from tm23data.errors import UsageError
 from tm23data.fetch import import_archive
 from tm23data.generation.synthetic import synthetic_members
 from tm23data.splits import STANDARD_SPLITS, SplitError, carve_validation, get_split, resolve_split
@@ -136,3 +139,24 @@ def test_manifest_json(store):
     record = m.to_json(store)
     assert record["subsets"]["train"]["frame_ids"][0] == "Ti-cold-0000"
     assert record["subsets"]["test"]["size"] == N_TRAIN + N_TEST and record["hash"] == m.hash
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"split": "ful"}, "unknown split 'ful'. Did you mean 'full'?"),
+        ({"split": "colld"}, "Did you mean 'cold'?"),
+        ({"split": "full", "subset": "tset"}, "no subset 'tset'. Did you mean 'test'?"),
+        ({"split": "full", "subset": "train[:5"}, "is not NAME or NAME[FROM:TO]"),
+        ({"split": "full", "subset": "validation"}, "pass validation=F"),
+        ({"split": "full", "format": "torchh"}, "format must be one of"),
+    ],
+)
+def test_names_are_checked_before_any_download(tm23_home, monkeypatch, kwargs, message):
+    """With an empty cache and no network, a typo is reported as a typo, not as the missing archive."""
+    from tm23data import load_tm23
+
+    monkeypatch.setenv("TM23_OFFLINE", "1")
+    with pytest.raises(UsageError, match=re.escape(message)):
+        load_tm23("Cu", **kwargs)
+    assert not tm23_home.exists() or not any(tm23_home.rglob("*.h5"))

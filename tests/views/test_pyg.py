@@ -20,6 +20,7 @@ from torch_geometric.loader import DataLoader
 from tm23data import load_tm23, neighbors
 from tm23data.neighbors import NeighborList, cache_path, radius_graph_pbc
 from tm23data.pyg import TM23Dataset, edge_vectors
+from tm23data.splits import SplitError
 from tm23data.store import load_store
 
 
@@ -291,3 +292,9 @@ def test_damaged_or_stale_cache_is_rebuilt(cached, damage, caplog):
     assert torch.equal(rebuilt.edge_index, reference.edge_index)
     assert torch.equal(rebuilt.cell_shifts, reference.cell_shifts)
     assert not list(path.parent.glob(".*.tmp*")), "no temporary file is left behind"
+
+
+def test_subset_typo_is_reported_before_any_download(tm23_home, monkeypatch):
+    monkeypatch.setenv("TM23_OFFLINE", "1")
+    with pytest.raises(SplitError, match="no subset 'tran'. Did you mean 'train'?"):
+        TM23Dataset("Cu", "full", "tran")
