@@ -244,7 +244,7 @@ def cmd_structures(args) -> int:
     print(text_table(header, rows))
     print(f"\nRule {settings.structure.rule!r}, min length {settings.structure.min_length_A:g} Å, seed "
           f"{settings.structure.seed}. Certainty: archive = measured from published frames; pbe = Materials Project "
-          "PBE value (structures.md); experimental = ASE reference data, PBE value unverified.")  # fmt: skip
+          "PBE value (legacy data, not re-checked here); experimental = ASE reference data, PBE value unverified.")  # fmt: skip
     notes = [(el, n) for el, item in report.items() for n in item["notes"]]
     for el, note in notes:
         print(f"  {el}: {note}")
