@@ -84,7 +84,8 @@ def fetch_archive(
         raise DownloadError(
             f"could not download {source.filename} (md5 {source.md5}):\n  "
             + "\n  ".join(f"{url}: {err}" for url, err in errors)
-            + f"\nDownload it by hand from {manifest.RECORD_URL} and run `tm23 import PATH.zip`."
+            + f"\nDownload it by hand from {manifest.RECORD_URL} and run `tm23 import PATH.zip`. Without a network: "
+            "make a TM23-format archive locally (`tm23 generate`) and `tm23 import` it."
         )
 
 
@@ -151,8 +152,11 @@ def _download(url: str, target: Path, md5: str, *, progress: bool, retry: RetryP
                     break
             except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
                     _Retryable) as err:  # fmt: skip
-                failures += 1
                 progressed = part.exists() and part.stat().st_size > offset
+                why = None if progressed else _unreachable(err)
+                if why:  # no such host, or nothing listening: retrying cannot help, go to the next mirror now
+                    raise DownloadError(why) from None
+                failures += 1
                 attempt = 0 if progressed else attempt + 1  # a drop after progress is resumed, not counted
                 if attempt >= retry.attempts or failures >= retry.attempts * 10:
                     raise DownloadError(f"gave up after {failures} failed requests: {err}") from None
@@ -181,6 +185,26 @@ def _download(url: str, target: Path, md5: str, *, progress: bool, retry: RetryP
 
 class _Retryable(Exception):
     pass
+
+
+def _unreachable(err: BaseException) -> str | None:
+    """Why the host cannot be reached at all (its name does not resolve, or nothing listens on the port), or
+    None for a transient failure (a reset, a timeout, a 5xx) that deserves its bounded retries."""
+    import socket
+
+    seen, stack = set(), [err]
+    while stack:
+        e = stack.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, socket.gaierror) or type(e).__name__ == "NameResolutionError":
+            return "the host name does not resolve (no network, or a wrong URL)"
+        if isinstance(e, ConnectionRefusedError):
+            return "connection refused (nothing listens at that address)"
+        stack += [getattr(e, "reason", None), e.__cause__, e.__context__,
+                  *(a for a in getattr(e, "args", ()) if isinstance(a, BaseException))]  # fmt: skip
+    return None
 
 
 def _range_start(resp) -> int | None:
