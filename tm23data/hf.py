@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 FORMATS = (None, "python", "numpy", "torch", "arrow", "pandas", "ase")
 
 #: Columns of every row, in order, with their units.
+#: Part of every Dataset fingerprint: bump it when the columns change, so HF's caches are not reused.
+TABLE_VERSION = "columns-2"  # 2: free_energy
+
 COLUMNS = {
     "frame_id": "stable identifier, e.g. 'Ti-cold-0123' (element, regime, index in the trajectory)",
     "element": "chemical symbol",
@@ -38,6 +41,7 @@ COLUMNS = {
     "positions": "(N, 3) Å",
     "forces": "(N, 3) eV/Å",
     "energy": "total energy of the cell, eV",
+    "free_energy": "free energy of the cell (the extxyz free_energy key, with the smearing entropy), eV; NaN if absent",
     "stress": "(3, 3) eV/Å³, ASE sign convention (positive = tensile); NaN if absent",
     "cell": "(3, 3) Å, rows are lattice vectors",
     "pbc": "(3,) periodic boundary conditions",
@@ -120,6 +124,7 @@ def features() -> datasets.Features:
             "positions": Array2D((None, 3), "float64"),
             "forces": Array2D((None, 3), "float64"),
             "energy": Value("float64"),
+            "free_energy": Value("float64"),
             "stress": Array2D((3, 3), "float64"),
             "cell": Array2D((3, 3), "float64"),
             "pbc": List(Value("bool"), length=3),
@@ -173,6 +178,7 @@ def _whole_table(store: Store):
         "positions": rows_of(frames.positions, offsets, (None, 3)),
         "forces": rows_of(frames.forces, offsets, (None, 3)),
         "energy": pa.array(frames.energy),
+        "free_energy": pa.array(frames.free_energy),
         "stress": rows_of(frames.stress, per_frame_3, (3, 3)),
         "cell": rows_of(frames.cell, per_frame_3, (3, 3)),
         "pbc": pa.FixedSizeListArray.from_arrays(pa.array(frames.pbc.reshape(-1)), 3),
@@ -186,7 +192,8 @@ def _dataset(selection: Selection, wholes, subset: str):
     blocks = selection.blocks(subset)
     table = pa_concat([arrow_table(store, idx, whole=w) for (store, idx), w in zip(blocks, wholes)])
     key = ":".join(
-        [s.fingerprint for s in selection.stores]
+        [TABLE_VERSION]
+        + [s.fingerprint for s in selection.stores]
         + [m.hash for m in selection.manifests]
         + [hashlib.sha256(np.ascontiguousarray(idx).tobytes()).hexdigest() for _, idx in blocks]
     )

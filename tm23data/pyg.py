@@ -10,7 +10,7 @@
 
 Each ``Data`` holds one frame: ``pos`` (N, 3) Å, ``z`` (N,) atomic numbers, ``cell`` (1, 3, 3) Å (rows
 are lattice vectors), ``pbc`` (1, 3), ``edge_index`` (2, E) and integer ``cell_shifts`` (E, 3) of the
-full periodic radius graph at ``cutoff``, ``energy`` (1,) eV, ``forces`` (N, 3) eV/Å, ``stress``
+full periodic radius graph at ``cutoff``, ``energy`` and ``free_energy`` (1,) eV (NaN if absent), ``forces`` (N, 3) eV/Å, ``stress``
 (1, 3, 3) eV/Å³ with ASE's sign (positive = tensile; NaN if the frame has none), ``natoms`` (1,),
 ``regime`` ('cold', 'warm', 'melt' or 'unknown'), ``frame_id`` and ``element`` (strings). Per-frame
 tensors have a leading 1, so a ``Batch`` stacks them to (B, ...).
@@ -183,6 +183,7 @@ def frame_to_data(store, frame: int, graphs: Graphs, dtype: torch.dtype = torch.
         edge_index=torch.from_numpy(edge_index),
         cell_shifts=torch.from_numpy(shifts),
         energy=torch.tensor([fr.energy[frame]], dtype=dtype),
+        free_energy=torch.tensor([fr.free_energy[frame]], dtype=dtype),
         forces=torch.tensor(fr.forces[a:b], dtype=dtype),
         stress=torch.tensor(fr.stress[frame], dtype=dtype).unsqueeze(0),
         natoms=torch.tensor([b - a], dtype=torch.int64),
