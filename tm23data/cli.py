@@ -139,7 +139,8 @@ def register(sub) -> None:
                        "hashes; --json writes the frozen manifests (frame ids per subset).")  # fmt: skip
     p.add_argument("element", metavar="ELEMENT", help="a TM23 symbol, e.g. Ti")
     p.add_argument("--split", action="append", help="only these splits (repeatable; any {regime}_N works)")
-    p.add_argument("--validation", type=float, help="carve this fraction of train for validation (paper: 0.1)")
+    p.add_argument("--validation", type=validation_arg, help="carve this fraction (0.1, the paper's) or number "
+                   "(270) of train frames for validation")
     p.add_argument("--seed", type=int, default=0, help="seed of the validation carve (default 0)")
     p.add_argument("--json", metavar="OUT", help="write the manifests to OUT ('-' for stdout)")
     p.set_defaults(func=cmd_splits)
@@ -161,7 +162,8 @@ def register(sub) -> None:
     p.add_argument("out", metavar="OUT", help="output folder (created if needed)")
     p.add_argument("--split", default="full", help="standard split (default: full; see `tm23 splits ELEMENT`)")
     p.add_argument("--format", choices=FORMATS, default="extxyz", help="output format (default: extxyz)")
-    p.add_argument("--validation", type=float, help="carve this fraction of train into a validation subset")
+    p.add_argument("--validation", type=validation_arg, help="carve this fraction (0.1) or number (270) of train "
+                   "frames into a validation subset")
     p.add_argument("--seed", type=int, default=0, help="seed of the validation carve (default 0)")
     p.add_argument("--config", dest="config_name", help="hf format: config name (default ELEMENT_SPLIT)")
     p.add_argument("--overwrite", action="store_true", help="replace files that already exist")
@@ -174,9 +176,22 @@ def symbols_arg(text: str) -> list[str]:
     return elements.resolve([s.strip() for s in text.split(",") if s.strip()])
 
 
-def check_fraction(value: float | None, what: str = "--validation") -> None:
-    if value is not None and not 0 < value < 1:
-        raise UsageError(f"{what} must be a fraction between 0 and 1 (paper: 0.1), got {value}")
+def validation_arg(text: str) -> float | int:
+    """``--validation``: ``0.1`` (a fraction of train) or ``270`` (a number of frames); checked by the command."""
+    try:
+        return int(text) if text.strip().isdigit() else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a fraction (0.1) nor a number of frames (270)") from None
+
+
+def checked_validation(value):
+    """``--validation`` checked before anything is loaded (the error names the option)."""
+    from .splits import check_validation
+
+    try:
+        return check_validation(value)
+    except UsageError as err:
+        raise UsageError(f"--{err}") from None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -284,7 +299,7 @@ def cmd_splits(args) -> int:
     from .splits import STANDARD_SPLITS, get_split
     from .store import load_store
 
-    check_fraction(args.validation)
+    args.validation = checked_validation(args.validation)
     definitions = [get_split(name) for name in (args.split or STANDARD_SPLITS)]  # names checked before any I/O
     store = load_store(elements.get(args.element).symbol)
     rows, manifests = [], []
@@ -332,7 +347,7 @@ def _fmt(x) -> str:
 def cmd_export(args) -> int:
     from .export import export
 
-    check_fraction(args.validation)
+    args.validation = checked_validation(args.validation)
     written = export(symbols_arg(args.element), args.split, args.format, args.out, validation=args.validation,
                      seed=args.seed, config_name=args.config_name, overwrite=args.overwrite,
                      progress=not args.no_progress)  # fmt: skip

@@ -68,8 +68,8 @@ def load_tm23(
             ``melt_100`` ... ``melt_900`` (or any ``{regime}_{N}``); see ``tm23 splits``.
         subset: return one ``Dataset`` instead of a ``DatasetDict``: ``"train"``, ``"test"``,
             ``"validation"``, or an HF split string such as ``"train[:100]"``, ``"test[10%:]"``.
-        validation: carve this seeded random fraction of train into a ``validation`` subset
-            (the paper used 0.1 for NequIP).
+        validation: carve this seeded random fraction of train (a float; the paper used 0.1 for NequIP) or
+            this number of train frames (an int) into a ``validation`` subset.
         seed: seed of the validation carve.
         format: ``None`` (Python objects), ``"numpy"``, ``"torch"`` (both keep float64),
             ``"arrow"``, ``"pandas"``, or ``"ase"`` (lists of ``ase.Atoms`` with a SinglePointCalculator).

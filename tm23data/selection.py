@@ -66,13 +66,15 @@ class Selection:
         Args:
             element: ``"Ti"`` or ``["Cu", "Ti"]``.
             split: a standard split name (``tm23 splits`` lists them) or a :class:`SplitDefinition`.
-            validation: carve this seeded random fraction of train into ``validation`` (paper, NequIP: 0.1).
+            validation: carve this seeded random fraction (a float; paper, NequIP: 0.1) or number (an int) of
+                train frames into ``validation``.
             seed: seed of that carve.
             source: which archive (default: ``TM23_URL``/``TM23_MD5`` or the published one).
             progress: show progress bars while downloading or building a store.
         """
-        from .splits import get_split
+        from .splits import check_validation, get_split
 
+        validation = check_validation(validation)  # checked, like the names, before any download
         symbols = elements.resolve(element)
         definition = split if isinstance(split, SplitDefinition) else get_split(split)  # checked before any download
         stores = [load_store(el, source, progress=progress) for el in symbols]
