@@ -24,7 +24,7 @@ def tm23_home(tmp_path, monkeypatch):
     """An empty cache root, with no archive configuration inherited from the environment."""
     home = tmp_path / "tm23home"
     monkeypatch.setenv("TM23_HOME", str(home))
-    for var in ("TM23_URL", "TM23_MD5", "TM23_OFFLINE"):
+    for var in ("TM23_URL", "TM23_MD5", "TM23_OFFLINE", "TM23_ARCHIVE"):
         monkeypatch.delenv(var, raising=False)
     return home
 

@@ -4,7 +4,7 @@ the entry-point group ``tm23data.cli`` (a ``register(subparsers)`` function each
 
 The command only parses and prints: every decision is the library's. Errors the package raises on purpose
 (:class:`tm23data.errors.TM23Error`) and OS errors are printed as one line naming what to fix; ``-v`` shows
-the traceback. Global options (``--home``, ``--offline``, ``-v``) work before or after the subcommand.
+the traceback. Global options (``--home``, ``--archive``, ``--offline``, ``-v``) work before or after the subcommand.
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        with config.settings(home=args.home, offline_reason="--offline was given" if args.offline else None):
+        with config.settings(home=args.home, offline_reason="--offline was given" if args.offline else None,
+                             archive=args.archive):  # fmt: skip
             return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
@@ -68,6 +69,8 @@ def _global_options(p: argparse.ArgumentParser, *, suppress: bool) -> None:
     subcommand is not reset by the subcommand's parser."""
     kw = {"default": argparse.SUPPRESS} if suppress else {}
     p.add_argument("--home", metavar="DIR", help="cache root (overrides TM23_HOME)", **kw)
+    p.add_argument("--archive", metavar="NAME|PATH", help="which archive: a name or md5 from `tm23 archives`, a zip, "
+                   "a folder of member files, or URL#md5=HEX (as TM23_ARCHIVE; default: the published one)", **kw)
     p.add_argument("--offline", action="store_true", help="never touch the network (as TM23_OFFLINE=1)", **kw)
     p.add_argument("-v", "--verbose", action="store_true", help="log more and show tracebacks", **kw)
 
@@ -121,11 +124,19 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_download)
 
     p = sub.add_parser("import", help="adopt a manually downloaded (or self-built) archive after verifying it",
-                       description="Check the zip's md5 (the published one, TM23_MD5, or --md5) and copy it into "
-                       "the cache atomically.")  # fmt: skip
+                       description="Check the zip's md5 (the published one, TM23_MD5 or --md5; with --name alone, "
+                       "the zip is your own archive and its md5 is recorded), copy it into the cache atomically and "
+                       "list it in `tm23 archives`.")  # fmt: skip
     p.add_argument("path", metavar="PATH.zip", help="the archive to import")
     p.add_argument("--md5", help="expected md5 of an archive you built or mirrored yourself")
+    p.add_argument("--name", help="name to use it by (--archive NAME, archive=NAME); default: the file name")
     p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("archives", help="the archives in the cache: names, md5s, elements, where they came from",
+                       description="List every archive the cache holds (and the published one, downloaded or not) "
+                       "with the name to pass as --archive / archive=.")  # fmt: skip
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_archives)
 
     p = sub.add_parser("verify", help="re-hash the archive, check the caches and report frame overlaps",
                        description="Recompute the archive's md5, check every cached store against its content "
@@ -250,11 +261,37 @@ def cmd_import(args) -> int:
     from . import config
     from .fetch import import_archive
 
-    source = config.archive_source(md5=args.md5) if args.md5 else config.archive_source()
-    target = import_archive(args.path, source)
+    from .hashes import file_md5
+    from .registry import find
+
+    if args.md5:
+        source = config.archive_source(md5=args.md5)
+    elif args.name:  # your own archive: its md5 is what it is (never the published archive's by mistake)
+        source = config.archive_source(md5=file_md5(args.path))
+    else:
+        source = config.archive_source()
+    target = import_archive(args.path, source, name=args.name)
+    entry = find(source.md5)
     print(f"verified (md5 {source.md5}) and cached: {target}")
+    print(f"name: {entry.name}; {entry.origin['summary']}; elements: {', '.join(entry.elements) or 'none'}")
     if not source.is_published:
-        print(f"This is not the published archive. To use it: export TM23_MD5={source.md5}")
+        print(f"This is not the published archive. Use it with --archive {entry.name} (Python: "
+              f"archive={entry.name!r}), or export TM23_MD5={source.md5}")  # fmt: skip
+    return 0
+
+
+def cmd_archives(args) -> int:
+    from .registry import entries
+
+    listed = entries()
+    if args.json:
+        print(json.dumps([e.to_json() for e in listed], indent=2))
+        return 0
+    rows = [[e.name, e.md5, "yes" if e.present else "no", len(e.elements) if len(e.elements) > 3 else
+             ",".join(e.elements) or "-", e.origin["summary"] if not e.published else "published TM23 (VASP/PBE)",
+             (e.imported or "-")[:19]] for e in listed]  # fmt: skip
+    print(text_table(["name", "md5", "cached", "elements", "data", "imported"], rows))
+    print("\nUse one with --archive NAME (any command), archive=NAME (Python) or TM23_ARCHIVE=NAME.")
     return 0
 
 

@@ -47,6 +47,7 @@ def export(
     overwrite: bool = False,
     source=None,
     progress: bool = True,
+    archive=None,
 ) -> list[Path]:
     """Export ``split`` of each element in ``element`` as ``format`` into the folder ``out``; returns the
     files written (for ``hf`` the README.md last). One set of files (one config) per element."""
@@ -60,7 +61,8 @@ def export(
     out = _folder(out)
     written: list[Path] = []
     for symbol in symbols:
-        selection = Selection.open(symbol, split, validation=validation, seed=seed, source=source, progress=progress)
+        selection = Selection.open(symbol, split, validation=validation, seed=seed, source=source, progress=progress,
+                                   archive=archive)  # fmt: skip
         written += writer(selection, out, overwrite=overwrite, progress=progress,
                           **({"config_name": config_name} if format == "hf" else {}))  # fmt: skip
     return written

@@ -233,9 +233,13 @@ def _read_validator(meta: Path, url: str) -> str | None:
     return info.get("validator") if info.get("url") == url else None
 
 
-def import_archive(path: str | os.PathLike, source: ArchiveSource | None = None) -> Path:
-    """Adopt a manually downloaded archive: verify its md5, then copy it atomically into the cache."""
+def import_archive(path: str | os.PathLike, source: ArchiveSource | None = None, *, name: str | None = None,
+                   stamp: tuple | None = None) -> Path:  # fmt: skip
+    """Adopt a manually downloaded or self-built archive: verify its md5, copy it atomically into the cache and
+    list it in the cache's registry (under ``name``; see :mod:`tm23data.registry`)."""
     from filelock import FileLock
+
+    from .registry import register
 
     path = Path(path)
     if not path.is_file():
@@ -244,10 +248,10 @@ def import_archive(path: str | os.PathLike, source: ArchiveSource | None = None)
     actual = file_md5(path)
     if actual != source.md5:
         raise md5_mismatch(f"{path}", source.md5, actual)
-    name = source.filename
-    if name == config.CUSTOM_ARCHIVE_NAME and re.fullmatch(r"[\w+-][\w.+-]*\.zip", path.name):
-        name = path.name  # a self-built archive keeps its own (safe, .zip) name
-    target = source.archive_dir() / name
+    filename = source.filename
+    if filename == config.CUSTOM_ARCHIVE_NAME and re.fullmatch(r"[\w+-][\w.+-]*\.zip", path.name):
+        filename = path.name  # a self-built archive keeps its own (safe, .zip) name
+    target = source.archive_dir() / filename
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
         if not target.exists():
@@ -256,4 +260,5 @@ def import_archive(path: str | os.PathLike, source: ArchiveSource | None = None)
                 copied = file_md5(tmp)
                 if copied != source.md5:  # the file changed while it was being copied
                     raise md5_mismatch(f"copy of {path}", source.md5, copied)
+    register(target, source.md5, name=name, source=str(path.resolve()), stamp=stamp)
     return target

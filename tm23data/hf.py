@@ -58,6 +58,7 @@ def load_tm23(
     format: str | None = None,
     source: ArchiveSource | None = None,
     progress: bool = True,
+    archive=None,
 ):
     """Load a TM23 split.
 
@@ -75,6 +76,9 @@ def load_tm23(
             ``"arrow"``, ``"pandas"``, or ``"ase"`` (lists of ``ase.Atoms`` with a SinglePointCalculator).
         source: which archive (default: ``TM23_URL``/``TM23_MD5`` or the published one).
         progress: show progress bars while downloading or building the cache.
+        archive: which archive: a name or md5 from ``tm23 archives``, a path to a TM23-format zip (imported on
+            first use) or to a folder of extracted member files, or ``URL#md5=HEX``; default: ``TM23_ARCHIVE``,
+            ``TM23_MD5``, else the published archive.
 
     The same split as numpy arrays, without importing ``datasets``: :class:`tm23data.selection.Selection`.
     """
@@ -83,7 +87,8 @@ def load_tm23(
     check_format(format)
     if subset is not None:
         check_subset(subset, split, validation)  # a typo is reported before any download
-    selection = Selection.open(element, split, validation=validation, seed=seed, source=source, progress=progress)
+    selection = Selection.open(element, split, validation=validation, seed=seed, source=source, progress=progress,
+                               archive=archive)  # fmt: skip
     if format == "ase":
         return selection.to_atoms(subset)
     return to_datasets(selection, subset=subset, format=format)

@@ -62,6 +62,8 @@ class TM23Dataset(Dataset):
         source: which archive (default: ``TM23_URL``/``TM23_MD5`` or the published one).
         cache_root: folder of the graph cache (default ``$TM23_HOME/processed/graphs``).
         progress: show progress bars while building stores or graphs.
+        archive: which archive (a name from ``tm23 archives``, a zip, a folder of member files, URL#md5=HEX);
+            see :func:`tm23data.load_tm23`.
     """
 
     def __init__(
@@ -78,11 +80,13 @@ class TM23Dataset(Dataset):
         source: ArchiveSource | None = None,
         cache_root=None,
         progress: bool = True,
+        archive=None,
     ):
         _check_dtype(dtype)
         cutoff = check_cutoff(cutoff)
         check_subset(subset, split, validation)  # a typo is reported before any download
-        selection = Selection.open(element, split, validation=validation, seed=seed, source=source, progress=progress)
+        selection = Selection.open(element, split, validation=validation, seed=seed, source=source, progress=progress,
+                                   archive=archive)  # fmt: skip
         self._setup(selection, subset, cutoff, dtype=dtype, transform=transform, cache_root=cache_root,
                     progress=progress)  # fmt: skip
 

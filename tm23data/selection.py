@@ -60,6 +60,7 @@ class Selection:
         seed: int = 0,
         source: ArchiveSource | None = None,
         progress: bool = True,
+        archive=None,
     ) -> Selection:
         """Load the store of each element of ``element`` (a symbol or a list) and resolve ``split`` on it.
 
@@ -69,14 +70,20 @@ class Selection:
             validation: carve this seeded random fraction (a float; paper, NequIP: 0.1) or number (an int) of
                 train frames into ``validation``.
             seed: seed of that carve.
-            source: which archive (default: ``TM23_URL``/``TM23_MD5`` or the published one).
+            source: which archive, as an :class:`ArchiveSource` (``archive`` is the friendlier way).
             progress: show progress bars while downloading or building a store.
+            archive: which archive: a name or md5 from ``tm23 archives``, a path to a zip or to a folder of
+                member files, or ``URL#md5=HEX`` (default: ``TM23_ARCHIVE``, ``TM23_MD5``, else the published one).
         """
         from .splits import check_validation, get_split
 
         validation = check_validation(validation)  # checked, like the names, before any download
         symbols = elements.resolve(element)
         definition = split if isinstance(split, SplitDefinition) else get_split(split)  # checked before any download
+        if archive is not None:
+            from .registry import resolve
+
+            source = resolve(archive)
         stores = [load_store(el, source, progress=progress) for el in symbols]
         return cls.from_stores(stores, definition, validation=validation, seed=seed)
 
