@@ -128,7 +128,8 @@ def run_demo(
             f"[3/4] NequIP (l_max {s.l_max}, {s.num_layers} layers, {s.num_features} features), budget {budget_s:.0f} s"
         )
         tic = time.perf_counter()
-        train_nequip(element, split, s, out=out, name=f"nequip_{element}_{split}_{tag}", overwrite=True, source=source)
+        train_nequip(element, split, s, out=out, name=f"nequip_{element}_{split}_{tag}", overwrite=True, source=source,
+                     progress=progress)  # fmt: skip
         say(f"      done in {time.perf_counter() - tic:.0f} s")
     rep = report.write_report([out], workdir / "report")
     say("[4/4] test errors" + ("" if use_published else " (local data: not comparable with the paper)") + ":\n")
