@@ -80,10 +80,10 @@ class Selection:
         validation = check_validation(validation)  # checked, like the names, before any download
         symbols = elements.resolve(element)
         definition = split if isinstance(split, SplitDefinition) else get_split(split)  # checked before any download
-        if archive is not None:
-            from .registry import resolve
+        if archive is not None or (source is not None and not isinstance(source, ArchiveSource)):
+            from .registry import resolve  # so the baselines' source= takes a name or path too
 
-            source = resolve(archive)
+            source = resolve(archive if archive is not None else source)
         stores = [load_store(el, source, progress=progress) for el in symbols]
         return cls.from_stores(stores, definition, validation=validation, seed=seed)
 

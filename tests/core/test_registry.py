@@ -37,6 +37,7 @@ def test_two_archives_side_by_side(cached, cu_only, capsys):
     assert synthetic is not None and synthetic.elements == ("Cu", "Ti", "W") and synthetic.origin["kind"] == "generated"
     a = Selection.open("Cu", "cold", archive="cu7", progress=False)
     b = Selection.open("Cu", "cold", archive=cached, progress=False)  # by md5
+    assert Selection.open("Cu", "cold", source="cu7", progress=False).store.archive_md5 == md5  # baselines' source=
     assert a.sizes()["train"] == 4 and b.sizes()["train"] == 9 and a.store.path.parent != b.store.path.parent
     assert not np.array_equal(a.frames("test").positions[:3], b.frames("test").positions[:3])
     assert main(["archives"]) == 0
