@@ -280,6 +280,13 @@ def cmd_import(args) -> int:
     return 0
 
 
+def _origin_words(origin: dict) -> str:
+    """A table cell: ``published TM23 (VASP/PBE)``, ``NOT TM23: generated (EMT)``, ``NOT TM23: unknown origin``."""
+    if origin.get("published"):
+        return "published TM23 (VASP/PBE)"
+    return f"NOT TM23: generated ({origin.get('method')})" if origin.get("kind") == "generated" else "NOT TM23: unknown origin"
+
+
 def cmd_archives(args) -> int:
     from .registry import entries
 
@@ -288,7 +295,7 @@ def cmd_archives(args) -> int:
         print(json.dumps([e.to_json() for e in listed], indent=2))
         return 0
     rows = [[e.name, e.md5, "yes" if e.present else "no", len(e.elements) if len(e.elements) > 3 else
-             ",".join(e.elements) or "-", e.origin["summary"] if not e.published else "published TM23 (VASP/PBE)",
+             ",".join(e.elements) or "-", _origin_words(e.origin),
              (e.imported or "-")[:19]] for e in listed]  # fmt: skip
     print(text_table(["name", "md5", "cached", "elements", "data", "imported"], rows))
     print("\nUse one with --archive NAME (any command), archive=NAME (Python) or TM23_ARCHIVE=NAME.")
