@@ -62,7 +62,22 @@ class Model:
         """What a result records about the model."""
         return {"name": self.name, "package": self.package, "version": self.version, "weights": self.weights,
                 "weights_sha256": self.weights_sha256, "calculator": type(self.calculator).__name__,
-                "batched": self.predict_batch is not None}  # fmt: skip
+                "batched": self.predict_batch is not None, "fingerprint": self.fingerprint()}  # fmt: skip
+
+    def fingerprint(self) -> str:
+        """What decides whether a finished run is of this model: the weights' sha256, else a digest of the
+        calculator's class and parameters (``todict``; state outside the parameters is not seen)."""
+        if self.weights_sha256:
+            return self.weights_sha256
+        import hashlib
+        import json
+
+        try:
+            params = self.calculator.todict()
+        except Exception:  # noqa: BLE001 - any calculator may be passed; its parameters are then unknown
+            params = {}
+        what = f"{type(self.calculator).__module__}.{type(self.calculator).__qualname__}:{json.dumps(params, sort_keys=True, default=str)}"
+        return hashlib.sha256(what.encode()).hexdigest()
 
 
 def names() -> list[str]:
