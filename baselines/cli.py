@@ -93,6 +93,20 @@ def register(sub) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_evaluate)
 
+    p = sub.add_parser("phonons", help="phonon dispersion of a model against a reference (paper Fig. 8)",
+                       description="Relax the primitive cell with each model, displace atoms in a supercell with "
+                       "phonopy, and compare the bands along the standard path: frequency MAE and mean difference "
+                       "(THz), OUT/phonons_ELEMENT.{json,png}. Example: tm23 phonons Cu --model chgnet --reference emt")  # fmt: skip
+    p.add_argument("element", metavar="ELEMENT", help="an fcc, bcc or hcp TM23 metal, e.g. Cu or Os")
+    p.add_argument("--model", required=True, help="model spec (as for tm23 evaluate)")
+    p.add_argument("--reference", default="emt", help="reference model spec (default emt: Cu Ag Au Ni Pd Pt)")
+    p.add_argument("--out", default="tm23-phonons", help="output folder (default ./tm23-phonons)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    p.add_argument("--min-length", type=float, default=10.0, help="supercell width, Å (default 10)")
+    p.add_argument("--npoints", type=int, default=101, help="q-points along the path (default 101)")
+    p.add_argument("--no-relax", action="store_true", help="keep the lattice table's cell")
+    p.set_defaults(func=cmd_phonons)
+
     p = sub.add_parser("grid", help="FLARE descriptor grid search (r_cut x n_max x l_max) on a small subset",
                        description="Paper protocol: train on 200 and test on 100 frames (evenly spaced over the "
                        "split); the best model has the lowest force MAE. Writes grid.{csv,json,png}. "
@@ -296,4 +310,16 @@ def cmd_evaluate(args) -> int:
     header, rows = summary_table([r.row() for r in done])
     print(text_table(header, rows))
     print(f"\nresults: {args.out} (tm23 report {args.out} puts them beside the baselines)")
+    return 0
+
+
+def cmd_phonons(args) -> int:
+    from .phonons import compare_phonons
+
+    rep = compare_phonons(args.element, args.model, args.reference, device=args.device, min_length=args.min_length,
+                          npoints=args.npoints, relax_cell=not args.no_relax, out=args.out)  # fmt: skip
+    m = rep["max_frequency_THz"]
+    print(f"{args.element}: {rep['model']['name']} vs {rep['reference']['name']}: frequency MAE "
+          f"{rep['frequency_mae_THz']:.3f} THz, mean difference {rep['frequency_mean_difference_THz']:+.3f} THz "
+          f"(max {m['model']:.2f} vs {m['reference']:.2f} THz); {rep['files']['plot']}")  # fmt: skip
     return 0
