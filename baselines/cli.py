@@ -1,4 +1,4 @@
-"""``tm23`` subcommands of the baselines: baseline, evaluate, phonons, report, grid, learning-curve, install-flare,
+"""``tm23`` subcommands of the baselines: baseline, evaluate, phonons, dynamics, report, grid, learning-curve, install-flare,
 demo.
 
 Registered by :mod:`tm23data.cli`; nothing heavy (torch, nequip, flare, matplotlib) is imported until a
@@ -106,6 +106,19 @@ def register(sub) -> None:
     p.add_argument("--npoints", type=int, default=101, help="q-points along the path (default 101)")
     p.add_argument("--no-relax", action="store_true", help="keep the lattice table's cell")
     p.set_defaults(func=cmd_phonons)
+
+    p = sub.add_parser("dynamics", help="short NVT with a model from a data-set frame: RDF vs the data set, stability",
+                       description="Bussi NVT at the regime's temperature from a TM23 frame; prints the RDF "
+                       "difference to the data set's regime, the closest approach and the conserved-energy drift, "
+                       "and writes OUT/dynamics_ELEMENT_REGIME.{json,png}. Example: tm23 dynamics Cu --model chgnet --regime melt")  # fmt: skip
+    p.add_argument("element", metavar="ELEMENT", help="a TM23 symbol")
+    p.add_argument("--model", required=True, help="model spec (as for tm23 evaluate)")
+    p.add_argument("--regime", default="cold", choices=("cold", "warm", "melt"), help="default cold")
+    p.add_argument("--steps", type=int, default=200, help="MD steps (default 200)")
+    p.add_argument("--timestep-fs", type=float, default=2.0, help="time step, fs (default 2)")
+    p.add_argument("--out", default="tm23-dynamics", help="output folder (default ./tm23-dynamics)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    p.set_defaults(func=cmd_dynamics)
 
     p = sub.add_parser("grid", help="FLARE descriptor grid search (r_cut x n_max x l_max) on a small subset",
                        description="Paper protocol: train on 200 and test on 100 frames (evenly spaced over the "
@@ -322,4 +335,22 @@ def cmd_phonons(args) -> int:
     print(f"{args.element}: {rep['model']['name']} vs {rep['reference']['name']}: frequency MAE "
           f"{rep['frequency_mae_THz']:.3f} THz, mean difference {rep['frequency_mean_difference_THz']:+.3f} THz "
           f"(max {m['model']:.2f} vs {m['reference']:.2f} THz); {rep['files']['plot']}")  # fmt: skip
+    return 0
+
+
+def cmd_dynamics(args) -> int:
+    from pathlib import Path
+
+    from .dynamics import plot_rdf_comparison, run_nvt
+    from .results import atomic_write_json
+
+    res = run_nvt(args.model, args.element, args.regime, steps=args.steps, timestep_fs=args.timestep_fs,
+                  device=args.device)  # fmt: skip
+    stem = Path(args.out) / f"dynamics_{args.element}_{args.regime}"
+    atomic_write_json(stem.with_suffix(".json"), res.to_json())
+    plot_rdf_comparison(res, stem.with_suffix(".png"))
+    print(f"{args.element} {args.regime} {res.temperature_K:.0f} K, {res.steps} x {res.timestep_fs} fs with {res.model}: "
+          f"{'stable' if res.stable else 'UNSTABLE'}; RDF difference {res.rdf_difference:.3f}, closest approach "
+          f"{res.min_distance_A:.2f} Å (start {res.start_min_distance_A:.2f}), drift "
+          f"{res.drift_eV_per_atom_per_ps:+.2e} eV/atom/ps; {stem}.png")  # fmt: skip
     return 0
