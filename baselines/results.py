@@ -205,7 +205,13 @@ def flat_row(data: dict) -> dict:
         m = data["metrics"].get(q)
         for key in ("mae", "rmse", "mav", "percent", "mad", "percent_of_spread"):
             row[f"{q}_{key}"] = None if m is None else m.get(key)  # results before 0.2 lack mad / percent_of_spread
+    shifted = data.get("metrics_shifted", {}).get("energy_per_atom")  # evaluated models (.evaluate)
+    for key in ("mae", "percent", "percent_of_spread"):
+        row[f"energy_per_atom_shifted_{key}"] = None if shifted is None else shifted.get(key)
+    row["energy_shift_eV_per_atom"] = data.get("energy_shift", {}).get("eV_per_atom")
+    row["kind"] = data.get("kind", "baseline")
     row["train_s"] = data["timing"].get("train_s")
+    row["frames_per_s"] = data["timing"].get("frames_per_s")
     row["published_data"] = data["data_source"].get("published")
     row["archive_md5"] = data["data_source"].get("archive_md5")
     row["split_hash"] = data["split_hash"]

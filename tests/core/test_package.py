@@ -11,7 +11,7 @@ import pytest
 from support import missing
 
 PACKAGES = ("tm23data", "tm23data.baselines", "tm23data.generation")
-HEAVY = ("torch", "datasets", "h5py", "nequip", "torch_geometric", "flare", "chgnet")
+HEAVY = ("torch", "datasets", "h5py", "nequip", "torch_geometric", "flare", "chgnet", "sevenn", "phonopy")
 
 
 def test_import_is_light():
