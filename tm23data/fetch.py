@@ -65,8 +65,7 @@ class RetryPolicy:
                        deadline=self.deadline or config.download_deadline())  # fmt: skip
 
 
-OFFLINE_ROUTE = ("To work without a network, build an archive locally with `tm23 generate` and adopt it with "
-                 "`tm23 import PATH.zip`, or copy the published zip here and `tm23 import` it.")  # fmt: skip
+OFFLINE_ROUTE = "Without a network: make a TM23-format archive locally (`tm23 generate`) and `tm23 import` it."
 
 
 def fetch_archive(
@@ -115,14 +114,6 @@ def _missing_message(source: ArchiveSource, why: str) -> str:
         f"Get it on a machine with internet (`tm23 download`, or from {manifest.RECORD_URL}), copy the zip here "
         f"and run `tm23 import PATH.zip`; or set TM23_HOME to a cache that holds it. {OFFLINE_ROUTE}"
     )
-
-
-def _unreachable(err) -> bool:
-    """A refused connection or an unknown host name: final for this mirror (no retries)."""
-    import urllib3
-
-    reason = getattr(err.args[0], "reason", None) if err.args else None
-    return isinstance(reason, urllib3.exceptions.NewConnectionError)  # a connect timeout is ConnectTimeoutError
 
 
 def _retry_after(resp, limit: float) -> float | None:
@@ -193,13 +184,12 @@ def _download(url: str, target: Path, md5: str, *, progress: bool, retry: RetryP
                     if total is not None and part.stat().st_size < total:
                         raise _Retryable(f"connection closed at {part.stat().st_size} of {total} bytes")
                     break
-            except requests.ConnectionError as err:
-                if _unreachable(err):
-                    raise DownloadError(f"cannot connect ({err.args[0].reason}); not retried") from None
-                delay, attempt, failures = _retry_or_give_up(err, url, part, offset, retry, (attempt, failures))
-                time.sleep(delay)
-            except (requests.Timeout, requests.exceptions.ChunkedEncodingError, urllib3.exceptions.HTTPError,
-                    _Retryable) as err:  # fmt: skip
+            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
+                    urllib3.exceptions.HTTPError, _Retryable) as err:  # fmt: skip
+                progressed = part.exists() and part.stat().st_size > offset
+                why = None if progressed else _unreachable(err)
+                if why:  # no such host, or nothing listening: retrying cannot help, go to the next mirror now
+                    raise DownloadError(why) from None
                 delay, attempt, failures = _retry_or_give_up(err, url, part, offset, retry, (attempt, failures))
                 time.sleep(wait if wait is not None else delay)
             except requests.RequestException as err:  # a bad URL, redirect loop, ...: try the next mirror
@@ -275,6 +265,26 @@ class _Stalled(_Retryable):
     """Too slow to count as progress: retried, but each one uses up an attempt."""
 
 
+def _unreachable(err: BaseException) -> str | None:
+    """Why the host cannot be reached at all (its name does not resolve, or nothing listens on the port), or
+    None for a transient failure (a reset, a timeout, a 5xx) that deserves its bounded retries."""
+    import socket
+
+    seen, stack = set(), [err]
+    while stack:
+        e = stack.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, socket.gaierror) or type(e).__name__ == "NameResolutionError":
+            return "the host name does not resolve (no network, or a wrong URL)"
+        if isinstance(e, ConnectionRefusedError):
+            return "connection refused (nothing listens at that address)"
+        stack += [getattr(e, "reason", None), e.__cause__, e.__context__,
+                  *(a for a in getattr(e, "args", ()) if isinstance(a, BaseException))]  # fmt: skip
+    return None
+
+
 def _range_start(resp) -> int | None:
     value = resp.headers.get("Content-Range", "")  # "bytes START-END/TOTAL"
     try:
@@ -301,8 +311,12 @@ def _read_validator(meta: Path, url: str) -> str | None:
     return info.get("validator") if info.get("url") == url else None
 
 
-def import_archive(path: str | os.PathLike, source: ArchiveSource | None = None) -> Path:
-    """Adopt a manually downloaded archive: verify its md5, then copy it atomically into the cache."""
+def import_archive(path: str | os.PathLike, source: ArchiveSource | None = None, *, name: str | None = None,
+                   stamp: tuple | None = None) -> Path:  # fmt: skip
+    """Adopt a manually downloaded or self-built archive: verify its md5, copy it atomically into the cache and
+    list it in the cache's registry (under ``name``; see :mod:`tm23data.registry`)."""
+    from .registry import register
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
@@ -310,10 +324,10 @@ def import_archive(path: str | os.PathLike, source: ArchiveSource | None = None)
     actual = file_md5(path)
     if actual != source.md5:
         raise md5_mismatch(f"{path}", source.md5, actual)
-    name = source.filename
-    if name == config.CUSTOM_ARCHIVE_NAME and re.fullmatch(r"[\w+-][\w.+-]*\.zip", path.name):
-        name = path.name  # a self-built archive keeps its own (safe, .zip) name
-    target = source.archive_dir() / name
+    filename = source.filename
+    if filename == config.CUSTOM_ARCHIVE_NAME and re.fullmatch(r"[\w+-][\w.+-]*\.zip", path.name):
+        filename = path.name  # a self-built archive keeps its own (safe, .zip) name
+    target = source.archive_dir() / filename
     target.parent.mkdir(parents=True, exist_ok=True)
     with locks.held(str(target) + ".lock", f"importing {path}"):
         upkeep.remove_stale_temporaries(target.parent)
@@ -321,6 +335,7 @@ def import_archive(path: str | os.PathLike, source: ArchiveSource | None = None)
         if present.exists() and not upkeep.archive_is_intact(present, source.md5, full=True):
             upkeep.quarantine(present, f"md5 differs from the expected {source.md5}; replaced by {path}")
         elif present.exists():
+            register(present, source.md5, name=name, source=str(path.resolve()), stamp=stamp)
             return present
         with atomic_path(target) as tmp:
             shutil.copyfile(path, tmp)
@@ -328,4 +343,5 @@ def import_archive(path: str | os.PathLike, source: ArchiveSource | None = None)
             if copied != source.md5:  # the file changed while it was being copied
                 raise md5_mismatch(f"copy of {path}", source.md5, copied)
         upkeep.record_verified(target, source.md5)
+    register(target, source.md5, name=name, source=str(path.resolve()), stamp=stamp)
     return target
