@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import pickle
+import subprocess
+import sys
 
 import h5py
 import numpy as np
@@ -322,3 +325,14 @@ def test_free_energy_is_a_field_of_every_view(tm23_home, tmp_path, monkeypatch):
         i = int(np.flatnonzero(store.frame_id == data.frame_id)[0])
         assert data.free_energy.dtype == torch.float64 and float(data.free_energy) == store.frames.free_energy[i]
     assert Batch.from_data_list(list(graphs)).free_energy.shape == (len(graphs),)
+
+
+def test_dataset_with_a_subset_string_never_imports_hf_datasets(cached, tm23_home):
+    """Issue 11 item 13: a subset string like ``train[:50%]`` is parsed without Hugging Face ``datasets`` (1-3 s)."""
+    code = ("import sys; from tm23data.pyg import TM23Dataset; "
+            "ds = TM23Dataset('Cu', 'cold', subset='train[:50%]', cutoff=3.0, progress=False); "
+            "assert len(ds) > 0; print(sorted(m for m in sys.modules if m == 'datasets' or m.startswith('datasets.')))")  # fmt: skip
+    env = {**os.environ, "TM23_HOME": str(tm23_home), "TM23_MD5": cached}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"
