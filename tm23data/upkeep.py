@@ -38,8 +38,11 @@ def read_record(md5: str) -> dict:
 def record_verified(path: Path, md5: str) -> None:
     """Note the size and modification time of an archive whose md5 was just verified."""
     st = path.stat()
-    write_atomic(_record_path(md5), json.dumps({"name": path.name, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-                                                "md5": md5}))  # fmt: skip
+    try:
+        write_atomic(_record_path(md5), json.dumps({"name": path.name, "size": st.st_size,
+                                                    "mtime_ns": st.st_mtime_ns, "md5": md5}))  # fmt: skip
+    except OSError as err:  # a read-only cache still works: the md5 is then checked on each build
+        log.debug("cannot record the verified archive %s: %s", path, err)
 
 
 def expected_size(md5: str) -> int | None:
