@@ -13,6 +13,7 @@ from pathlib import Path
 
 from . import config
 from .atomic import write_atomic
+from .errors import ChecksumError
 from .hashes import file_md5
 from .locks import pid_alive
 
@@ -82,7 +83,11 @@ def verified_archive(source) -> Path | None:
         return None
     if archive_is_intact(path, source.md5):
         return path
-    quarantine(path, f"md5 differs from the expected {source.md5}")
+    try:
+        quarantine(path, f"md5 differs from the expected {source.md5}")
+    except OSError as err:  # e.g. a read-only cache: refuse the archive rather than serve it
+        raise ChecksumError(str(path), source.md5, file_md5(path), f"It cannot be moved aside ({err}); delete it "
+                            "and download or `tm23 import` the right file.", kind="md5") from None  # fmt: skip
     return None
 
 
