@@ -86,7 +86,8 @@ def register(sub) -> None:
     p.add_argument("--split", default="full", help="split name (default full)")
     p.add_argument("--out", default="tm23-results", help="results folder (default ./tm23-results)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
-    p.add_argument("--batch-size", type=int, default=16, help="frames per batch for batched models; 1: one at a time (default 16)")
+    p.add_argument("--batch-size", type=int, help="frames per batch for batched models; 1: one at a time "
+                   "(default 16 on a GPU, 1 on CPU)")
     p.add_argument("--shift-frames", type=int, default=100, help="training frames fitting the energy shift (default 100; 0: none)")
     p.add_argument("--max-frames", type=int, help="only this many test frames per element, evenly spaced")
     p.add_argument("--overwrite", action="store_true", help="redo finished runs")
