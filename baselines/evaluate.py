@@ -34,7 +34,9 @@ DEFAULT_GPU_BATCH = 16
 
 def run_name(model_name: str, element: str, split: str) -> str:
     """The run folder of a model x element x split, e.g. ``chgnet_Cu_full``."""
-    slug = re.sub(r"[^A-Za-z0-9.+-]+", "-", Path(model_name).name if ":" in model_name else model_name).strip("-")
+    prefix, sep, rest = model_name.partition(":")
+    short = f"{prefix}-{Path(rest).name}" if sep else model_name  # nequip:dir/m.nequip.pt2 -> nequip-m.nequip.pt2
+    slug = re.sub(r"[^A-Za-z0-9.+-]+", "-", short).strip("-")
     return f"{slug}_{element}_{split}"
 
 

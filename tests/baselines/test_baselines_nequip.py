@@ -347,3 +347,17 @@ def test_learning_curve_reuses_a_finished_run_only_with_the_same_settings(cached
     report = learning_curve.nequip_learning_curve("Cu", features="paper", **kwargs)
     assert trained[2:] == [("melt_4", 4), ("melt_8", 4)]
     assert [p["num_features"] for p in report["points"]] == [4, 4]
+
+
+def test_tm23_evaluate_nequip_checkpoint_reproduces_the_baseline(nequip_run, tmp_path):
+    """``tm23 evaluate nequip:best.ckpt`` (nequip's own ASE calculator) scores the trained model as the
+    baseline's evaluation did (the store path, batched)."""
+    from tm23data.baselines.evaluate import evaluate
+
+    res, store, out = nequip_run
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TM23_MD5", store.archive_md5)
+        ev = evaluate(f"nequip:{res.path / 'best.ckpt'}", "Cu", "full", out=tmp_path, shift_frames=0, progress=False)
+    assert ev.data["model_info"]["package"] == "nequip" and len(ev.data["model_info"]["weights_sha256"]) == 64
+    for q in ("energy_per_atom", "forces", "stress"):
+        assert ev.metrics[q]["mae"] == pytest.approx(res.metrics[q]["mae"], rel=1e-4, abs=1e-7), q
