@@ -185,6 +185,7 @@ def register(sub) -> None:
     p.add_argument("--flare-max-frames", type=int, help="FLARE: at most this many training frames")
     p.add_argument("--workdir", default="tm23-demo", help='working folder for the data, runs and report (default ./tm23-demo)')
     p.add_argument("--seed", type=int, default=0, help='seed of data and models (default 0)')
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (MD, labels, FLARE fit)")
     p.set_defaults(func=cmd_demo)
 
 
@@ -308,7 +309,7 @@ def cmd_demo(args) -> int:
 
     run_demo(args.workdir, element=args.element, split=args.split, data=args.data, frames_per_regime=args.frames,
              calculator=args.calculator, equilibration_fs=args.equilibration_fs, budget_s=args.budget, models=tuple(m.strip() for m in args.models.split(",") if m.strip()),
-             flare_max_frames=args.flare_max_frames, seed=args.seed)  # fmt: skip
+             flare_max_frames=args.flare_max_frames, seed=args.seed, progress=not args.no_progress)  # fmt: skip
     return 0
 
 

@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from .. import elements
+from .. import manifest as tm23_manifest
 from ..atomic import write_atomic
 from ..errors import UsageError
-from ..provenance import utc_now
+from ..provenance import stamp, utc_now
 from ..tables import markdown_table, text_table
 from . import results
 
@@ -203,6 +204,12 @@ def plot_periodic(rows: list[dict], path: str | os.PathLike, *, split: str | Non
             ax.set_title(f"{MODEL_LABELS.get(model, model)}: {QUANTITY_LABELS.get(q, q)} % error", fontsize=9)
         fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes[qi].tolist(), shrink=0.8, label="%")
     fig.suptitle(f"Test % error (MAE / MAV x 100), split {split}", fontsize=10)
+    generated = sorted({r.get("archive_md5") or "?" for r in latest.values() if not r.get("published_data")})
+    if generated:
+        stamp(fig, "NOT the published TM23 data: results on locally generated or unverified archives (md5 "
+              f"{', '.join(generated)}); not comparable with the paper", published=False)  # fmt: skip
+    else:
+        stamp(fig, f"published TM23 archive (VASP 5.4.1, PBE), md5 {tm23_manifest.ARCHIVE_MD5}", published=True)
     return results.save_figure(fig, path)
 
 
@@ -227,8 +234,12 @@ def write_report(paths, out: str | os.PathLike, *, plot: bool = True, models=Non
     published = all(r.get("published_data") for r in rows)
     md = ["# TM23 baseline report", ""]
     if not published:
-        md += [("**Some results are on locally generated data, not the published TM23 archive: they are not "
-                "comparable with the paper.**"), ""]  # fmt: skip
+        others = sorted({r.get("archive_md5") or "?" for r in rows if not r.get("published_data")})
+        md += [("**NOT the published TM23 data: some results are on locally generated or unverified archives "
+                f"(md5 {', '.join(others)}), not the published TM23 archive: they are not comparable with the "
+                "paper.**"), ""]  # fmt: skip
+    else:
+        md += [f"Data: the published TM23 archive (VASP 5.4.1, PBE), md5 {tm23_manifest.ARCHIVE_MD5}.", ""]
     md += ["## Leaderboard", "", ("Mean over the metals evaluated of the test % error (MAE / MAV x 100). Energy "
            "\"raw\": the model's own energies; \"shifted\": after one constant per element (eV/atom) fitted on "
            "frames of the training subset, for evaluated models whose energy reference is not the labels' "

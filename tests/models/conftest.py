@@ -3,15 +3,9 @@ dynamics). Needs ASE only for EMT; CHGNet and SevenNet tests skip without their 
 ``generation`` and ``models``), phonon tests without phonopy (extra ``models``)."""
 
 import pytest
-from support import missing, skip_tier_unless
+from support import skip_tier_unless
 
 skip_tier_unless("models", "models", "matplotlib")
-
-
-def needs(*modules):
-    """A skip marker naming the missing packages and the extra that installs them."""
-    absent = missing(*modules)
-    return pytest.mark.skipif(bool(absent), reason=f"needs {', '.join(absent)}: pip install -e '.[models,test]'")
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 from ase.calculators.emt import EMT
-from conftest import needs
+from support import needs
 
 from tm23data.baselines import results
 from tm23data.baselines.evaluate import evaluate, fit_energy_shift

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 from ase.build import bulk
-from conftest import needs
+from support import needs
 
 from tm23data.baselines.models import load_model, names, resolve
 from tm23data.errors import UsageError

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 from ase.calculators.emt import EMT
-from conftest import needs
+from support import needs
 
 pytestmark = needs("phonopy", "matplotlib")
 
