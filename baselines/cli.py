@@ -47,6 +47,10 @@ def register(sub) -> None:
             m.add_argument("--max-epochs", type=int, help='stop after this many epochs (default: the learning-rate stop)')
             m.add_argument("--validation", type=float, help="validation fraction of train (paper: 0.1)")
             m.add_argument("--data", choices=("store", "extxyz"), help="data path (default store)")
+            m.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where to train (default auto: a GPU if any)")
+            m.add_argument("--devices", type=int, help="DDP processes per node: GPUs, or CPU processes with gloo "
+                           "(default 1; effective batch = batch size x devices x nodes)")
+            m.add_argument("--num-nodes", type=int, help="nodes (default 1; under SLURM, srun starts one task per device)")
             m.add_argument("--config-only", metavar="PATH", help="only write the nequip config to PATH")
             m.add_argument("--echo", action="store_true", help="show nequip-train's output")
         else:
@@ -58,6 +62,14 @@ def register(sub) -> None:
             m.add_argument("--max-frames", type=int, help="use this many training frames, evenly spaced")
             m.add_argument("--progress", action="store_true", help='print the optimisation progress')
         m.set_defaults(func=cmd_baseline)
+    st = models.add_parser("status", help="where each NequIP run under a results folder stands",
+                           description="For every run folder under DIR (finished NAME, unfinished .NAME.partial): "
+                           "state (finished, preempted, crashed, running), segments, epochs, learning rate, best "
+                           "validation force MAE and wall time summed over segments. An unfinished run continues "
+                           "when its command is rerun.")  # fmt: skip
+    st.add_argument("dir", metavar="DIR", nargs="?", default="tm23-results", help="results folder (default ./tm23-results)")
+    st.add_argument("--json", action="store_true", help="print the rows as JSON")
+    st.set_defaults(func=cmd_status)
 
     p = sub.add_parser("report", help="gather baseline results into one table and a periodic-table figure",
                        description="Collect result.json files under the given folders, print the % error table, "
@@ -151,7 +163,8 @@ def _settings(cls, args, names: tuple[str, ...], items: list[str]):
 
 
 NEQUIP_FLAGS = ("r_max", "num_layers", "l_max", "num_features", "learning_rate", "energy_weight", "force_weight",
-                "stress_weight", "batch_size", "max_epochs", "validation", "data", "seed", "max_time")  # fmt: skip
+                "stress_weight", "batch_size", "max_epochs", "validation", "data", "seed", "max_time", "device",
+                "devices", "num_nodes")  # fmt: skip
 FLARE_FLAGS = ("r_cut", "n_max", "l_max", "power", "envs_per_frame", "seed", "max_time")
 
 
@@ -186,6 +199,25 @@ def cmd_baseline(args) -> int:
     header, rows = summary_table([res.row()])
     print(text_table(header, rows))
     print(f"\nresults: {res.path}")
+    return 0
+
+
+def cmd_status(args) -> int:
+    from ..tables import text_table
+    from .nequip_run import find_runs
+
+    rows = find_runs(args.dir)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print(f"no NequIP runs under {args.dir}")
+        return 0
+    header = ["run", "state", "segments", "epochs", "lr", "best val F MAE (eV/Å)", "wall (h)", "checkpoint"]
+    body = [[r["name"], r["state"], r["segments"], r["epochs"], "" if r["lr"] is None else f"{r['lr']:.3g}",
+             "" if r["best_val_forces_mae"] is None else f"{r['best_val_forces_mae']:.4f}",
+             f"{r['wall_s'] / 3600:.2f}", "yes" if r["checkpoint"] else "no"] for r in rows]  # fmt: skip
+    print(text_table(header, body))
     return 0
 
 

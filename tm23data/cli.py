@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.verbose:
             raise
         print(f"tm23 {args.command}: error: {one_line(err)}", file=sys.stderr)
-        return 1
+        return int(getattr(err, "exit_code", 1))  # e.g. 75: a preempted run to be continued by rerunning
 
 
 def one_line(err: BaseException) -> str:
