@@ -419,12 +419,16 @@ class TrainingLog:
 
 
 def read_training_log(path: str | os.PathLike) -> TrainingLog:
+    """Reads ``metrics.csv`` after the ``metrics.segN.csv`` of earlier segments (a resumed CSVLogger does not
+    keep the rows it did not write, so each segment's file is set aside before the next one starts)."""
     out = TrainingLog()
     path = Path(path)
-    if not path.is_file():
-        return out
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    files = sorted(path.parent.glob(f"{path.stem}.seg*.csv"), key=lambda p: int(p.stem.rsplit("seg", 1)[1] or 0))
+    files += [path] if path.is_file() else []
+    rows = []
+    for file in files:
+        with open(file, newline="") as fh:
+            rows += list(csv.DictReader(fh))
 
     def num(row, key):
         value = row.get(key, "")
@@ -570,6 +574,8 @@ def train_nequip(
             files = {subset: f"{subset}.xyz" for subset in manifest.subsets} if settings.data == "extxyz" else None
         if not segments or segments[-1]["exit"] != "finished":
             resume = run.checkpoint
+            if resume and (run.path / "metrics.csv").is_file():
+                os.replace(run.path / "metrics.csv", run.path / f"metrics.seg{len(segments) - 1}.csv")
             log.info("%s NequIP on %s/%s in %s", "continuing" if resume else "training", element, split, run.path)
             seg = run.start_segment(pid=os.getpid(), devices=settings.devices, num_nodes=settings.num_nodes,
                                     device=settings.device)  # fmt: skip

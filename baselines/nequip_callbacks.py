@@ -76,6 +76,10 @@ class EpochTimer(Callback):
 
     def on_fit_start(self, trainer, pl_module) -> None:
         self._write({"event": "fit_start", "time": time.time()})
+        # a segment resumed from a mid-epoch checkpoint enters that epoch without on_train_epoch_start:
+        # its time is counted from here (the rest of the epoch)
+        self._start, self._cpu_start = time.perf_counter(), time.process_time()
+        self._paused = self._cpu_paused = 0.0
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._start, self._cpu_start = time.perf_counter(), time.process_time()

@@ -234,7 +234,7 @@ def test_checkpoint_reload_reproduces_the_saved_predictions(nequip_run):
         predictor.predict(load_store("W", progress=False).frames.take([0]))
 
 
-def test_existing_run_is_not_overwritten_and_failures_are_kept_aside(nequip_run, tmp_path, monkeypatch):
+def test_existing_run_is_not_overwritten_and_failures_stay_resumable(nequip_run, tmp_path, monkeypatch):
     import sys
 
     from tm23data.baselines import nequip as nequip_module
@@ -247,8 +247,11 @@ def test_existing_run_is_not_overwritten_and_failures_are_kept_aside(nequip_run,
     with pytest.raises(RuntimeError, match="(?s)nequip-train failed \\(exit 3\\).*model build exploded"):
         train_nequip("Cu", "full", TINY, out=tmp_path, name="bad")
     assert not (tmp_path / "bad").exists()
-    assert (tmp_path / "bad.failed" / "train.log").read_text().strip() == "model build exploded"
-    assert (tmp_path / "bad.failed" / "config.yaml").is_file()
+    # the work folder stays where it is, resumable by the same command, with its log and the crashed segment
+    work = tmp_path / ".bad.partial"
+    assert (work / "train.log").read_text().strip().splitlines()[-1] == "model build exploded"
+    assert (work / "config.yaml").is_file()
+    assert [s["exit"] for s in json.loads((work / "segments.json").read_text())] == ["crashed"]
 
 
 def test_min_lr_stop_ends_training_once_the_rate_is_below_the_floor():
