@@ -1,72 +1,55 @@
 """The HPC path end to end on a real SLURM with the stand-in VASP: vasp-inputs -> submit aimd -> label
-inputs -> submit labels -> collect -> the archive loads."""
+inputs -> submit labels -> collect -> the archive loads; in a folder with a space, moved between the AIMD
+and the labels, with a relative POTCAR folder."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import time
+import shutil
 import zipfile
-from pathlib import Path
 
-import pytest
+from helpers import campaign_args, potcars, submissions, wait_idle
 
 from tm23data import elements
 from tm23data.cli import main
 
-FAKE_VASP = f"{sys.executable} -m tm23data.generation.fakevasp"
-SMALL = ["--frames", "3", "--equilibration-fs", "10", "--interval-fs", "10"]  # 8 MD steps, frames at steps 4, 6, 8
 
-
-def potcars(tmp_path) -> Path:
-    folder = tmp_path / "paw"
-    for name in ("Cu_pv", "Ag"):
-        (folder / name).mkdir(parents=True, exist_ok=True)
-        (folder / name / "POTCAR").write_text(f"stand-in PAW_PBE {name}\n")
-    return folder
-
-
-def campaign_args(tmp_path, *extra) -> list[str]:
-    return [*SMALL, "--set", f"slurm.vasp_command={FAKE_VASP}", "--set", f"slurm.vasp_command_aimd={FAKE_VASP}",
-            "--set", f"slurm.potcar_dir={potcars(tmp_path)}", *extra]  # fmt: skip
-
-
-def queued() -> list[str]:
-    res = subprocess.run(["squeue", "-h", "-o", "%i %T"], capture_output=True, text=True, check=True)
-    return [line for line in res.stdout.splitlines() if line.strip()]
-
-
-def wait_idle(timeout: float = 90) -> None:
-    """Until the queue is empty (every job ended)."""
-    end = time.monotonic() + timeout
-    while queued():
-        if time.monotonic() > end:
-            pytest.fail(f"jobs still queued after {timeout} s: {queued()}")
-        time.sleep(0.5)
-
-
-def test_campaign_end_to_end(tmp_path, slurm, tm23_home, monkeypatch, capsys):
-    root = tmp_path / "camp"
-    assert main(["vasp-inputs", str(root), "Cu", "--stage", "aimd", *campaign_args(tmp_path)]) == 0
+def test_campaign_end_to_end_moved_and_with_a_space(tmp_path, slurm, tm23_home, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    potcars(tmp_path / "my pots")
+    root = tmp_path / "first place" / "camp"
+    # a relative slurm.potcar_dir is stored absolute: the jobs run in other folders
+    assert main(["vasp-inputs", str(root), "Cu", "--stage", "aimd",
+                 *campaign_args(tmp_path, potcar_dir="my pots/paw")]) == 0  # fmt: skip
+    assert json.loads((root / "campaign.json").read_text())["settings"]["slurm"]["potcar_dir"] == str(
+        tmp_path / "my pots" / "paw"
+    )
+    assert '#SBATCH --output="' in (root / "Cu" / "cold" / "aimd" / "aimd.sbatch").read_text()
     assert main(["slurm", "submit", str(root), "--stage", "aimd"]) == 0
     wait_idle()
-    state = json.loads((root / "state.json").read_text())
     assert main(["slurm", "submit", str(root), "--stage", "aimd"]) == 0  # everything done: nothing submitted
-    assert len(json.loads((root / "state.json").read_text())["submissions"]) == len(state["submissions"]) == 3
+    assert len(submissions(root)) == 3
     for regime in elements.REGIMES:
         assert (root / "Cu" / regime / "aimd" / "STATUS").read_text() == "done\n"
-    assert main(["vasp-inputs", str(root), "--stage", "labels"]) == 0
-    assert main(["slurm", "submit", str(root), "--stage", "labels"]) == 0
+        assert (root / "Cu" / regime / "aimd" / "seg000" / "POTCAR").read_text() == "stand-in PAW_PBE Cu_pv\n"
+    # the campaign moves (another file system, a new user folder): its jobs run where it is now
+    moved = tmp_path / "second place" / "camp 2"
+    moved.parent.mkdir()
+    shutil.move(root, moved)
+    assert main(["vasp-inputs", str(moved), "--stage", "labels"]) == 0
+    assert main(["slurm", "submit", str(moved), "--stage", "labels"]) == 0
     wait_idle()
+    assert str(root) not in (moved / "Cu" / "cold" / "labels" / "labels.sbatch").read_text()
     capsys.readouterr()
-    assert main(["collect", str(root), str(tmp_path / "out.zip"), "--no-progress"]) == 0
+    assert main(["slurm", "status", str(moved)]) == 0
+    out = capsys.readouterr().out
+    assert out.count(" done") >= 3 and "3/3" in out, out
+    assert main(["collect", str(moved), str(tmp_path / "out.zip"), "--no-progress"]) == 0
     md5 = capsys.readouterr().out.split("md5:")[1].split()[0]
     with zipfile.ZipFile(tmp_path / "out.zip") as zf:
         prov = json.loads(zf.read("benchmarking_master_collection/PROVENANCE.json"))
     assert prov["calculator"] == "vasp" and prov["labels"]["programs"] == ["fakevasp 5.4.1"]
-    logs = sorted((root / "logs").glob("*.out"))
-    assert len(logs) == 6  # one per AIMD job and per label array task
+    assert len(list((moved / "logs").glob("*-labels-*.out"))) == 3  # the label tasks wrote into the moved folder
     assert main(["import", str(tmp_path / "out.zip"), "--md5", md5]) == 0
     monkeypatch.setenv("TM23_MD5", md5)
     from tm23data import load_tm23
