@@ -42,7 +42,7 @@ def collect(campaign: Campaign, archive_path, *, allow_missing: bool = False, wo
     for el in campaign.elements:
         per_element[el] = {}
         el_prov[el] = {"structure": campaign.meta.get("structures", {}).get(el), "regimes": {}}
-        for regime in elements.REGIMES:
+        for regime in md.regimes:
             labels = campaign.labels_dir(el, regime)
             frames, meta = read_extracted(campaign.regime_dir(el, regime))
             ids = static_ids(labels)
