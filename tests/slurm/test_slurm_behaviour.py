@@ -88,7 +88,7 @@ def test_settings_dry_run_and_impossible_requests(aimd_done, capsys):
     script = root / "Cu" / "cold" / "labels" / "labels.sbatch"
     before = ((root / "campaign.json").read_bytes(), script.read_bytes())
     assert main(["slurm", "submit", str(root), "--stage", "labels", "--dry-run",
-                 "--set", "slurm.partition=short", "--set", "slurm.chunk_size=1"]) == 0  # fmt: skip
+                 "--set", "slurm.partition=short", "--set", "slurm.time_labels=00:01:00", "--set", "slurm.chunk_size=1"]) == 0  # fmt: skip
     assert "--array=0-2%" in capsys.readouterr().out
     assert ((root / "campaign.json").read_bytes(), script.read_bytes()) == before and not queued()
     for changes, words in ((["slurm.partition=short", "slurm.time_labels=00:05:00"], "above the time limit of partition short"),
