@@ -29,7 +29,7 @@ def collect(campaign: Campaign, archive_path, *, allow_missing: bool = False, wo
     from tqdm.auto import tqdm
 
     from ..frames import Frames
-    from .assemble import base_provenance, write_generated_archive, write_md5_file
+    from .assemble import base_provenance, write_generated_archive
     from .extract import read_extracted
     from .labels import OK, LabelResult
     from .vasp import static_inputs_hash
@@ -107,7 +107,6 @@ def collect(campaign: Campaign, archive_path, *, allow_missing: bool = False, wo
     provenance["calculator"] = "vasp"
     provenance["elements"] = el_prov
     md5 = write_generated_archive(archive_path, per_element, campaign.settings, provenance)
-    write_md5_file(archive_path, md5)
     campaign.meta.setdefault("archives", []).append({"path": str(Path(archive_path).resolve()), "md5": md5,
                                                      "created_utc": provenance["created_utc"]})  # fmt: skip
     campaign.save()
