@@ -174,3 +174,20 @@ def test_max_concurrent_is_per_campaign(tmp_path, slurm, monkeypatch):
     assert most == 1
     runs = sorted(root.glob("Cu/*/labels/runs/0*/STATUS"))
     assert len(runs) == 9 and all(p.read_text() == "done\n" for p in runs)
+
+
+def test_kpoint_stage(aimd_done, capsys):
+    """The k-point convergence runs as arrays on the scheduler, then `kpoints choose` reads them."""
+    root = aimd_done
+    assert main(["kpoints", "write", str(root), "Cu", "--meshes", "1x1x1,2x2x2", "--frames", "2"]) == 0
+    assert main(["slurm", "submit", str(root), "--stage", "kpoints"]) == 0
+    assert [s["stage"] for s in submissions(root)].count("kpoints") == 2
+    wait_idle()
+    capsys.readouterr()
+    assert main(["slurm", "status", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "kpoints/Cu/1x1x1" in out and "kpoints/Cu/2x2x2" in out and out.count("2/2") == 2, out
+    assert main(["kpoints", "choose", str(root), "Cu", "--apply"]) == 0
+    assert "chosen mesh" in capsys.readouterr().out
+    assert main(["slurm", "submit", str(root), "--stage", "kpoints"]) == 0  # all done: nothing new
+    assert [s["stage"] for s in submissions(root)].count("kpoints") == 2
