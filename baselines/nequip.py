@@ -138,6 +138,14 @@ def max_time_string(value: str | float | None) -> str | None:
     return f"{days:02d}:{hours:02d}:{minutes:02d}:{seconds:02d}"
 
 
+def max_time_seconds(value: str | float | None) -> float | None:
+    """Seconds of ``max_time`` given as seconds or "DD:HH:MM:SS"."""
+    if value is None or not isinstance(value, str):
+        return None if value is None else float(value)
+    days, hours, minutes, seconds = (float(x) for x in value.split(":"))
+    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+
+
 # --- config ----------------------------------------------------------------------------------------------
 
 
@@ -458,7 +466,8 @@ def nequip_train_command() -> list[str]:
 
 
 def run_nequip_train(run_dir: Path, *, archive_md5: str, log_name: str = "train.log", echo: bool = False,
-                     checkpoint: str | None = None, trainer_overrides: dict | None = None) -> dict:
+                     checkpoint: str | None = None, trainer_overrides: dict | None = None, progress: bool = False,
+                     budget_s: float | None = None) -> dict:  # fmt: skip
     """Run ``nequip-train -cn config.yaml`` in ``run_dir`` (outputs there too); returns its wall time
     (``wall_s``) and start-up time (``startup_s``: launch to the start of ``trainer.fit``, i.e. interpreter,
     imports, datamodule, data statistics and model build).
@@ -470,6 +479,8 @@ def run_nequip_train(run_dir: Path, *, archive_md5: str, log_name: str = "train.
     :class:`~.nequip_run.Preempted` is raised. The log is appended to, one block per segment.
 
     The subprocess sees the same cache (``TM23_HOME``) and archive (``TM23_MD5``) as this process, offline.
+    ``progress``: a tqdm bar of the epochs (over ``budget_s`` seconds when given), read from the run's
+    ``timing.jsonl`` while it trains.
     """
     from .nequip_callbacks import PREEMPTED_EXIT
     from .nequip_run import Preempted
@@ -483,6 +494,7 @@ def run_nequip_train(run_dir: Path, *, archive_md5: str, log_name: str = "train.
         cmd.append(f"++ckpt_path={checkpoint}")
     cmd += [f"++trainer.{key}={value}" for key, value in (trainer_overrides or {}).items()]
     launched, start = time.time(), time.perf_counter()
+    watcher = _EpochBar(run_dir / "timing.jsonl", budget_s) if progress else None
     with open(run_dir / log_name, "ab") as logfile:
         logfile.write(f"=== {' '.join(cmd[-3:] if checkpoint else cmd[-2:])} (pid {os.getpid()}) ===\n".encode())
         logfile.flush()
@@ -498,6 +510,8 @@ def run_nequip_train(run_dir: Path, *, archive_md5: str, log_name: str = "train.
         finally:  # an interrupt or error here must not leave nequip-train writing into a failed run folder
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            if watcher is not None:
+                watcher.stop()
             if proc.poll() is None:
                 proc.terminate()
                 try:
@@ -537,6 +551,38 @@ def _forward_signals(proc) -> dict:
     return previous
 
 
+class _EpochBar:
+    """A tqdm bar fed by a thread that reads the epoch lines of ``timing.jsonl`` (written by the training
+    callback) once a second: epochs done, and seconds of training against the budget."""
+
+    def __init__(self, path: Path, budget_s: float | None):
+        import threading
+
+        from tqdm.auto import tqdm
+
+        self.path, self.done = path, threading.Event()
+        self.bar = tqdm(total=round(budget_s) if budget_s else None, desc="NequIP training", unit="s", leave=False)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.done.wait(1.0):
+            try:
+                events = [json.loads(x) for x in self.path.read_text().splitlines() if x.strip()]
+            except (OSError, ValueError):
+                continue
+            epochs = [e for e in events if e.get("event") == "epoch"]
+            if epochs:
+                seconds = round(float(epochs[-1].get("train_s", 0)))
+                self.bar.update(max(0, seconds - self.bar.n))
+                self.bar.set_postfix(epochs=len(epochs), refresh=True)
+
+    def stop(self) -> None:
+        self.done.set()
+        self.thread.join(timeout=5)
+        self.bar.close()
+
+
 def train_nequip(
     element: str,
     split: str = "full",
@@ -547,6 +593,7 @@ def train_nequip(
     overwrite: bool = False,
     source=None,
     echo: bool = False,
+    progress: bool = False,
 ) -> results.Result:
     """Train NequIP on ``element``/``split`` with ``settings``, evaluate the best checkpoint on the test
     set, and write the run folder ``OUT/NAME`` (default name ``nequip_{element}_{split}``).
@@ -580,9 +627,10 @@ def train_nequip(
             seg = run.start_segment(pid=os.getpid(), devices=settings.devices, num_nodes=settings.num_nodes,
                                     device=settings.device)  # fmt: skip
             try:
-                proc = run_nequip_train(run.path, archive_md5=store.archive_md5, echo=echo,
-                                 checkpoint=resume.name if resume else None,
-                                 trainer_overrides={"accelerator": ACCELERATORS[settings.device]})  # fmt: skip
+                proc = run_nequip_train(run.path, archive_md5=store.archive_md5, echo=echo, progress=progress,
+                                        budget_s=max_time_seconds(settings.max_time),
+                                        checkpoint=resume.name if resume else None,
+                                        trainer_overrides={"accelerator": ACCELERATORS[settings.device]})  # fmt: skip
             except Preempted:
                 run.end_segment(seg, "preempted", epochs=read_training_log(run.path / "metrics.csv").epochs)
                 raise

@@ -24,11 +24,11 @@ from ..errors import UsageError
 def register(sub) -> None:
     p = sub.add_parser("structures", help="TM23 supercells of the metals: size, lattice source and certainty",
                        description="Build the supercell of each metal (rule, vacancy) and show where its lattice "
-                       "constants come from. With --archive, read each element's real cell from a TM23 archive and "
+                       "constants come from. With --archive (a name from `tm23 archives`, or a zip), read each element's real "
+                       "cell from that TM23 archive and "
                        "report every disagreement with the table.")  # fmt: skip
     p.add_argument("elements", nargs="*", metavar="ELEMENT", help='default: all 27')
     _structure_options(p)
-    p.add_argument("--archive", metavar="ZIP", help="a TM23-format zip to read the real supercells from")
     p.add_argument("--json", action="store_true", help='machine-readable output')
     p.set_defaults(func=cmd_structures)
 
@@ -89,10 +89,19 @@ def register(sub) -> None:
     q.add_argument("--skip-failed", action="store_true", help="do not re-run frames that failed")
     q.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="change slurm.* settings first")
     q.set_defaults(func=cmd_slurm_submit)
-    q = ssub.add_parser("status", help="AIMD steps and label frames done, failed and missing")
+    q = ssub.add_parser("status", help="per element/regime/stage: done, running, pending (reason), failed (log), missing",
+                        description="The state of every run, from the run folders and from SLURM (squeue, and sacct "
+                        "where accounting exists).")  # fmt: skip
     q.add_argument("root", metavar="ROOT", help='campaign folder')
     q.add_argument("--json", action="store_true", help='machine-readable output')
     q.set_defaults(func=cmd_slurm_status)
+    q = ssub.add_parser("cancel", help="cancel the campaign's queued and running jobs",
+                        description="scancel the campaign's jobs that are queued or running; their frames stay not "
+                        "done, and the next submit covers them.")  # fmt: skip
+    q.add_argument("root", metavar="ROOT", help='campaign folder')
+    q.add_argument("--stage", choices=("aimd", "labels", "kpoints"), help="only this stage's jobs")
+    q.add_argument("--elements", nargs="+", metavar="ELEMENT", help="only these elements' jobs")
+    q.set_defaults(func=cmd_slurm_cancel)
     p.set_defaults(func=lambda args, p=p: (p.print_help(), 2)[1])
 
     p = sub.add_parser("collect", help="validate the static labels of a campaign and write the archive",
@@ -213,6 +222,12 @@ def cmd_structures(args) -> int:
 
     settings = _settings(args)
     symbols = elements.resolve(args.elements) if args.elements else elements.symbols()
+    archive_zip = None
+    if args.archive:  # the global option: a name, md5 or zip (imported on first use), fetched if need be
+        from ..fetch import fetch_archive
+        from ..registry import resolve
+
+        archive_zip = fetch_archive(resolve(args.archive))
     rows, report = [], {}
     for el in symbols:
         sc = build_supercell(el, settings.structure)
@@ -224,7 +239,7 @@ def cmd_structures(args) -> int:
                "x".join(map(str, sc.repeat)), sc.natoms, sc.vacancy_index, entry.certainty]  # fmt: skip
         if args.archive:
             try:
-                found = cell_from_frames(el, frames_from_archive(args.archive, el), settings.structure)
+                found = cell_from_frames(el, frames_from_archive(archive_zip, el), settings.structure)
                 item["archive"] = found.to_dict()
                 row.append(
                     "x".join(map(str, found.repeat)) + f" ({found.natoms})" if found.repeat else f"? ({found.natoms})"
@@ -244,7 +259,7 @@ def cmd_structures(args) -> int:
     print(text_table(header, rows))
     print(f"\nRule {settings.structure.rule!r}, min length {settings.structure.min_length_A:g} Å, seed "
           f"{settings.structure.seed}. Certainty: archive = measured from published frames; pbe = Materials Project "
-          "PBE value (structures.md); experimental = ASE reference data, PBE value unverified.")  # fmt: skip
+          "PBE value (legacy data, not re-checked here); experimental = ASE reference data, PBE value unverified.")  # fmt: skip
     notes = [(el, n) for el, item in report.items() for n in item["notes"]]
     for el, note in notes:
         print(f"  {el}: {note}")
@@ -337,28 +352,40 @@ def cmd_slurm_submit(args) -> int:
 
 def cmd_slurm_status(args) -> int:
     from ..tables import text_table
-    from .slurm import Campaign
+    from .slurm import Campaign, status
 
     campaign = Campaign.open(args.root)
-    state = campaign.refresh_state()
+    rows, note = status(campaign)
     if args.json:
-        print(json.dumps(state, indent=2))
+        print(json.dumps({"runs": rows, "note": note}, indent=2, default=sorted))
         return 0
-    rows = []
-    for key, a in state["aimd"].items():
-        labels = state["static"].get(f"{key}/labels")
-        rows.append([key, f"{a['steps_done']}/{a['steps_total']}", a["status"], a["segments"],
-                     labels["n_done"] if labels else "-", labels["n_failed"] if labels else "-",
-                     labels["n_missing"] if labels else "-"])  # fmt: skip
-    print(text_table(["run", "AIMD steps", "AIMD", "segments", "labels done", "failed", "missing"], rows))
-    for folder, st in state["static"].items():
-        for i, why in list(st["failed"].items())[:5]:
-            print(f"  {folder} frame {i}: {why}")
-        if st["n_failed"] > 5:
-            print(f"  {folder}: ... {st['n_failed'] - 5} more failed")
-        if st.get("n_stale"):
-            print(f"  {folder}: {st['n_stale']} frame(s) labelled with other INCAR/KPOINTS/POTCAR than the current "
-                  f"ones ({st['stale']}), counted as missing; `tm23 slurm submit` runs them again")
+    if note:
+        print(f"warning: {note}")
+    aimd = [[r["what"], r["steps"], r["state"]] for r in rows if r["stage"] == "aimd"]
+    print(text_table(["run", "AIMD steps", "AIMD"], aimd))
+    static = [[r["what"], f"{r['done']}/{r['n_frames']}", r["running"],
+               f"{r['pending']}" + (f" ({r['pending_reason']})" if r["pending_reason"] else ""), len(r["failed"]),
+               r["missing"]] for r in rows if r["stage"] != "aimd"]  # fmt: skip
+    if static:
+        print(text_table(["static set", "done", "running", "pending", "failed", "missing"], static))
+    for r in rows:
+        if r["stage"] == "aimd":
+            continue
+        for i, why in list(r["failed"].items())[:5]:
+            print(f"  {r['what']} frame {i}: {why}")
+        if len(r["failed"]) > 5:
+            print(f"  {r['what']}: ... {len(r['failed']) - 5} more failed")
+        if r.get("stale"):
+            print(f"  {r['what']}: {r['stale']} frame(s) labelled with other INCAR/KPOINTS/POTCAR than the current "
+                  "ones, counted as missing; `tm23 slurm submit` runs them again")
+    return 0
+
+
+def cmd_slurm_cancel(args) -> int:
+    from .slurm import Campaign, cancel
+
+    ids = cancel(Campaign.open(args.root), args.stage, args.elements)
+    print(f"cancelled {len(ids)} job(s): {' '.join(ids)}" if ids else "nothing queued or running to cancel")
     return 0
 
 
@@ -428,6 +455,7 @@ def cmd_rdf(args) -> int:
     rdf = rdf_from_store(store, r_max=args.r_max, n_bins=args.bins, every=args.every, progress=not args.no_progress)
     out = plot_rdf(rdf, args.out or f"{el}_rdf.png")
     print(f"{el}: g(r) of {', '.join(f'{r} ({n} frames)' for r, n in rdf.frames.items())} -> {out}")
+    print(f"data: {store.origin.summary()}")
     if args.csv:
         write_atomic(args.csv, rdf.to_csv())
         print(f"curves: {args.csv}")
