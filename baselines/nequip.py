@@ -625,7 +625,7 @@ def train_nequip(
                 os.replace(run.path / "metrics.csv", run.path / f"metrics.seg{len(segments) - 1}.csv")
             log.info("%s NequIP on %s/%s in %s", "continuing" if resume else "training", element, split, run.path)
             seg = run.start_segment(pid=os.getpid(), devices=settings.devices, num_nodes=settings.num_nodes,
-                                    device=settings.device)  # fmt: skip
+                                    device=settings.device, slurm_job=os.environ.get("SLURM_JOB_ID"))  # fmt: skip
             try:
                 proc = run_nequip_train(run.path, archive_md5=store.archive_md5, echo=echo, progress=progress,
                                         budget_s=max_time_seconds(settings.max_time),

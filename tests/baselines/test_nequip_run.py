@@ -133,3 +133,22 @@ def test_two_process_cpu_ddp_training(cached, tmp_path):
     assert "distributed_backend=gloo" in log and "All distributed processes registered" in log, log[-3000:]
     assert res.data["settings"]["effective_batch_size"] == 12
     assert res.data["training"]["epochs"] == 2 and res.metrics["forces"]["mae"] > 0
+
+
+def test_slurm_dry_run_writes_a_self_continuing_job(cached, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    argv = ["baseline", "nequip", "Cu", "--out", "res", "--device", "cpu", "--max-epochs", "3", "--slurm",
+            "--slurm-time", "00:10:00", "--slurm-signal", "60", "--set", "slurm.partition=gpu",
+            "--set=slurm.extra_sbatch=--gres=gpu:1", "--set", "batch_size=2", "--dry-run"]  # fmt: skip
+    assert main(argv) == 0
+    script = (tmp_path / "res" / "nequip_Cu_full.sbatch").read_text()
+    for line in ("#SBATCH --partition=gpu", "#SBATCH --time=00:10:00", "#SBATCH --signal=B:USR1@60",
+                 "#SBATCH --gres=gpu:1", "if [ $rc -eq 75 ]; then"):  # fmt: skip
+        assert line in script
+    run_line = next(x for x in script.splitlines() if "tm23data.cli" in x)
+    assert "--slurm" not in run_line and "slurm." not in run_line and "--dry-run" not in run_line
+    assert "--max-epochs 3" in run_line and "batch_size=2" in run_line
+    assert not list((tmp_path / "res").glob(".*.partial"))  # nothing trained
+    subprocess.run(["bash", "-n", str(tmp_path / "res" / "nequip_Cu_full.sbatch")], check=True)  # valid bash
+    assert main(["baseline", "nequip", "Cu", "--set", "slurm.partition=gpu", "--config-only", "x.yaml"]) == 1
+    assert main([*argv[:-1], "--devices", "2", "--dry-run"]) == 1
