@@ -147,18 +147,28 @@ def test_store_datamodule_serves_the_same_frames_as_ase_datamodule(cached, tmp_p
 
 
 @pytest.fixture(scope="module")
-def nequip_run(synthetic_zip, tmp_path_factory):
+def _module_run(synthetic_zip, tmp_path_factory):
     """One tiny NequIP run (2 epochs) on the synthetic Cu 'full' split, shared by the tests below."""
     path, md5 = synthetic_zip
+    home = tmp_path_factory.mktemp("home")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TM23_HOME", str(tmp_path_factory.mktemp("home")))
+        mp.setenv("TM23_HOME", str(home))
         mp.setenv("TM23_MD5", md5)
         for var in ("TM23_URL", "TM23_OFFLINE"):
             mp.delenv(var, raising=False)
         import_archive(path)
         out = tmp_path_factory.mktemp("runs")
         res = train_nequip("Cu", "full", TINY, out=out)
-        yield res, load_store("Cu", progress=False), out
+        yield res, load_store("Cu", progress=False), out, home, md5
+
+
+@pytest.fixture
+def nequip_run(_module_run, monkeypatch):
+    """The shared run, with its cache selected in this test (the autouse fixture gives each test a fresh one)."""
+    res, store, out, home, md5 = _module_run
+    monkeypatch.setenv("TM23_HOME", str(home))
+    monkeypatch.setenv("TM23_MD5", md5)
+    return res, store, out
 
 
 def test_tiny_training_writes_a_complete_run(nequip_run):
