@@ -152,3 +152,20 @@ def test_slurm_dry_run_writes_a_self_continuing_job(cached, tmp_path, monkeypatc
     subprocess.run(["bash", "-n", str(tmp_path / "res" / "nequip_Cu_full.sbatch")], check=True)  # valid bash
     assert main(["baseline", "nequip", "Cu", "--set", "slurm.partition=gpu", "--config-only", "x.yaml"]) == 1
     assert main([*argv[:-1], "--devices", "2", "--dry-run"]) == 1
+
+
+def test_status_lists_unfinished_runs_with_their_last_segment(tmp_path, capsys):
+    identity = {"element": "Cu", "split": "full", "settings": NequIPSettings(**TINY).to_dict()}
+    with ResumableRun(tmp_path, "a", identity) as run:
+        seg = run.start_segment(pid=os.getpid())
+        run.end_segment(seg, "preempted")
+        run.start_segment(pid=2**22 + 12345)  # a process that is gone: the segment crashed
+    with ResumableRun(tmp_path, "b", identity) as run:
+        run.end_segment(run.start_segment(pid=os.getpid()), "preempted")
+    rows = {r["name"]: r for r in find_runs(tmp_path)}
+    assert (rows["a"]["state"], rows["a"]["segments"]) == ("crashed", 2)
+    assert (rows["b"]["state"], rows["b"]["segments"], rows["b"]["checkpoint"]) == ("preempted", 1, False)
+    assert main(["baseline", "status", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "crashed" in out and "preempted" in out and "segments" in out
+    assert main(["baseline", "status", str(tmp_path / "nowhere")]) == 1
