@@ -57,7 +57,7 @@ def test_a_second_call_reuses_the_installation(tmp_path):
     (tmp_path / "baselines" / "data" / "flare").mkdir(parents=True)
     (tmp_path / "baselines" / "data" / "flare" / "install_flare.sh").write_text("")
     assert "python3 -m venv .venv" in _make("-n", "setup", cwd=tmp_path)  # a fresh checkout installs
-    for stamp in (".venv/.tm23-installed", ".venv/.tm23-flare", ".venv-core/.tm23-installed"):
+    for stamp in (".venv/.tm23-installed", ".venv/.tm23-flare", ".venv-core/.tm23-installed", ".venv/.tm23-slurm"):
         (tmp_path / stamp).parent.mkdir(exist_ok=True)
         (tmp_path / stamp).touch()
     assert subprocess.run(["make", "-q", "setup"], cwd=tmp_path).returncode == 0  # nothing to do
