@@ -161,14 +161,42 @@ def _weights(spec: str, path: str) -> Path:
 # --- named models whose weights ship in the wheel --------------------------------------------------------
 
 
+def _in_float32(fn):
+    """``fn`` run with torch's default dtype float32, as CHGNet and SevenNet assume: loading a NequIP model
+    (nequip's global state) sets it to float64 for the whole process, and their layers then fail with
+    "expected m1 and m2 to have the same dtype"."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        import torch
+
+        saved = torch.get_default_dtype()
+        torch.set_default_dtype(torch.float32)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            torch.set_default_dtype(saved)
+
+    return wrapped
+
+
+def _float32_model(model: Model) -> Model:
+    """The calculator's ``calculate`` and the batched predictor of ``model`` wrapped by :func:`_in_float32`."""
+    model.calculator.calculate = _in_float32(model.calculator.calculate)
+    if model.predict_batch is not None:
+        model.predict_batch = _in_float32(model.predict_batch)
+    return model
+
+
 def _chgnet(spec: str, model_name: str, device: str) -> Model:
     _require("chgnet", spec, "pip install 'tm23data[generation]' (chgnet)")
     from chgnet.model import CHGNet, CHGNetCalculator
     from chgnet.model import model as chgnet_model
 
     weights = _shipped_chgnet_weights(Path(chgnet_model.__file__).parent, model_name)
-    model = CHGNet.load(model_name=model_name, use_device=device, verbose=False)
-    calc = CHGNetCalculator(model=model, use_device=device)
+    model = _in_float32(CHGNet.load)(model_name=model_name, use_device=device, verbose=False)
+    calc = _in_float32(CHGNetCalculator)(model=model, use_device=device)
 
     def predict_batch(images: list, batch_size: int = 16) -> list:
         from pymatgen.io.ase import AseAtomsAdaptor
@@ -181,7 +209,8 @@ def _chgnet(spec: str, model_name: str, device: str) -> Model:
         return [{"energy": float(p["e"]) * (len(a) if model.is_intensive else 1), "forces": np.asarray(p["f"]),
                  "stress": _voigt_to_3x3(np.asarray(p["s"]) * factor)} for p, a in zip(out, images)]  # fmt: skip
 
-    return Model(spec, calc, "chgnet", _version("chgnet"), str(weights), file_sha256(weights), predict_batch)
+    return _float32_model(Model(spec, calc, "chgnet", _version("chgnet"), str(weights), file_sha256(weights),
+                                predict_batch))  # fmt: skip
 
 
 def _shipped_chgnet_weights(folder: Path, model_name: str) -> Path:
@@ -210,12 +239,12 @@ def _sevennet(spec: str, name: str, device: str) -> Model:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "no tensor-product accelerator"
-        calc = SevenNetCalculator(str(path), device=device)
+        calc = _in_float32(SevenNetCalculator)(str(path), device=device)
 
     def predict_batch(images: list, batch_size: int = 16) -> list:
         return _sevennet_batch(calc, images, batch_size)
 
-    return Model(spec, calc, "sevenn", _version("sevenn"), str(path), file_sha256(path), predict_batch)
+    return _float32_model(Model(spec, calc, "sevenn", _version("sevenn"), str(path), file_sha256(path), predict_batch))
 
 
 def _shipped_sevennet(name: str) -> bool:

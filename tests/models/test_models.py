@@ -90,3 +90,26 @@ def test_sevennet0_from_its_wheel_batched_as_calculator(sevennet_model):
     ident = sevennet_model.identity()
     assert ident["package"] == "sevenn" and "SevenNet_0__11Jul2024" in ident["weights"]
     _batched_equals_calculator(sevennet_model)
+
+
+@needs("chgnet", "torch")
+def test_chgnet_works_after_something_set_torch_to_float64():
+    """Loading a NequIP model sets torch's default dtype to float64 for the process (nequip's global
+    state); CHGNet must still run in the same process (a leaderboard evaluates both)."""
+    import torch
+    from ase.build import bulk
+
+    from tm23data.baselines.models import load_model
+
+    saved = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        model = load_model("chgnet")
+        atoms = bulk("Cu", "fcc", a=3.62, cubic=True)
+        atoms.calc = model.calculator
+        assert abs(atoms.get_potential_energy() / len(atoms) + 4.1) < 1.0
+        assert torch.get_default_dtype() == torch.float64  # left as it was
+        (batched,) = model.predict_batch([atoms])
+        assert abs(batched["energy"] - atoms.get_potential_energy()) < 1e-3
+    finally:
+        torch.set_default_dtype(saved)
