@@ -154,7 +154,7 @@ def _md_options(p) -> None:
 
 def _structure_options(p) -> None:
     g = p.add_argument_group("supercell")
-    g.add_argument("--supercell-rule", choices=("vectors", "images", "tm23"),
+    g.add_argument("--supercell-rule", choices=("vectors", "images", "tm23", "fill"),
                    help="vectors: every lattice vector >= min length (default); images: every atom that far from its periodic images; "
                    "tm23: the published cell where known (Cu 3x3x2)")  # fmt: skip
     g.add_argument("--min-length", type=float, help="Å (default 7)")

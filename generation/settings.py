@@ -229,7 +229,8 @@ class StructureSettings:
     min_length_A: float = 7.0
     #: "vectors": every lattice vector of the conventional cell >= min_length_A (paper's wording; default);
     #: "images": every atom >= min_length_A from its periodic images (Methods' wording; same cells for TM23);
-    #: "tm23": the published supercell where the lattice table records it (Cu: 3x3x2), else "vectors".
+    #: "tm23": the published supercell where the lattice table records it (Cu: 3x3x2), else "vectors";
+    #: "fill": the most sites up to 72 with every vector >= min_length_A (inferred; reproduces Cu 3x3x2).
     rule: str = "vectors"
     seed: int = 0  #: vacancy site and MD velocities derive from this seed, the element and the regime
 
@@ -240,7 +241,7 @@ class StructureSettings:
             raise UsageError(f"structure.min_length_A must be > 0, got {self.min_length_A}")
 
 
-SUPERCELL_RULES = ("vectors", "images", "tm23")
+SUPERCELL_RULES = ("vectors", "images", "tm23", "fill")
 
 
 @dataclass

@@ -165,6 +165,8 @@ def supercell_repeat(cell, min_length_A: float = 7.0, rule: str = "vectors") -> 
       (ties: the most even repeats). For the 27 TM23 cells both rules give the same supercells.
     """
     cell = np.asarray(cell, dtype=float)
+    if rule == "fill":
+        return fill_repeat(cell, min_length_A)
     if rule == "vectors":
         lengths = np.linalg.norm(cell, axis=1)
         return tuple(max(1, int(math.ceil(min_length_A / length - 1e-9))) for length in lengths)  # type: ignore[return-value]
@@ -181,6 +183,36 @@ def supercell_repeat(cell, min_length_A: float = 7.0, rule: str = "vectors") -> 
         if best is None or key < best[0]:
             best = (key, rep)
     return best[1]  # type: ignore[index,return-value]
+
+
+#: Most sites of a "fill" supercell: the paper's largest cell, 71 atoms, plus the vacancy.
+FILL_MAX_SITES = 72
+
+
+def fill_repeat(cell, min_length_A: float = 7.0, max_sites: int | None = None, n_basis: int | None = None):
+    """Rule ``"fill"`` (inferred, not stated by the paper): the diagonal supercell with every lattice vector
+    >= ``min_length_A`` and the most sites up to ``max_sites`` (72: the paper's upper bound of 71 atoms plus
+    the vacancy); ties go to the largest atom-to-image distance, then to the larger repeats first. It
+    reproduces the one published cell (Cu: 3x3x2 conventional, 72 sites, 71 atoms) and puts every TM23
+    metal in the paper's 32-71 atoms. ``n_basis``: atoms per cell (default: inferred as 1; pass it)."""
+    cell = np.asarray(cell, dtype=float)
+    max_sites = max_sites or FILL_MAX_SITES
+    n_basis = n_basis or 1
+    lower = [max(1, int(math.ceil(min_length_A / length - 1e-9))) for length in np.linalg.norm(cell, axis=1)]
+    if int(np.prod(lower)) * n_basis > max_sites:
+        return tuple(lower)  # type: ignore[return-value]
+    best = None
+    for n1 in range(lower[0], max_sites // n_basis + 1):
+        for n2 in range(lower[1], max_sites // n_basis + 1):
+            for n3 in range(lower[2], max_sites // n_basis + 1):
+                sites = n1 * n2 * n3 * n_basis
+                if sites > max_sites:
+                    break
+                rep = (n1, n2, n3)
+                key = (sites, round(min_image_distance(cell * np.array(rep)[:, None]), 6), rep)
+                if best is None or key > best:
+                    best = key
+    return best[2]  # type: ignore[index]
 
 
 @dataclass
@@ -266,6 +298,8 @@ def build_supercell(
         rule == "tm23" and entry.tm23_repeat is not None and unit_cell is not None and _is_table_cell(unit_cell, entry)
     ):
         repeat = entry.tm23_repeat
+    elif rule == "fill":
+        repeat = fill_repeat(unit_cell.cell.array, settings.min_length_A, n_basis=len(unit_cell))
     else:
         repeat = supercell_repeat(
             unit_cell.cell.array, settings.min_length_A, "images" if rule == "images" else "vectors"

@@ -226,3 +226,15 @@ def test_structures_command_with_an_archive(synthetic_zip, capsys):
     assert main(["structures"]) == 0
     out = capsys.readouterr().out
     assert "Hg" in out and "experimental" in out and "3x3x2" in out
+
+
+def test_fill_rule_reproduces_the_published_cu_cell_and_the_paper_range():
+    """Rule "fill" (inferred): most sites up to 72 with every vector >= 7 Å; Cu is the published 3x3x2."""
+    from tm23data import elements
+
+    cu = build_supercell("Cu", StructureSettings(rule="fill"))
+    assert cu.repeat == (3, 3, 2) and cu.natoms == 71
+    for el in elements.symbols():
+        sc = build_supercell(el, StructureSettings(rule="fill"))
+        assert 32 <= sc.natoms <= 71, (el, sc.repeat, sc.natoms)
+        assert min(np.linalg.norm(sc.atoms.cell.array, axis=1)) >= 7.0 - 1e-9
