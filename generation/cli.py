@@ -121,7 +121,7 @@ def register(sub) -> None:
     q.add_argument("element", metavar="ELEMENT", help='a TM23 symbol of the campaign')
     q.add_argument("--energy-tol", type=float, default=1e-3, help="eV/atom (default 0.001)")
     q.add_argument("--force-tol", type=float, default=5e-3, help="eV/Å (default 0.005)")
-    q.add_argument("--force-metric", choices=("rms", "max"), default="rms", help='force noise measure: rms over components (default) or max')
+    q.add_argument("--force-metric", choices=("rms", "max"), default="max", help='force noise measure: largest component difference (default, stricter) or rms over components')
     q.add_argument("--apply", action="store_true", help="store the chosen mesh in the campaign (vasp.kpoints.EL)")
     q.set_defaults(func=cmd_kpoints_choose)
     p.set_defaults(func=lambda args, p=p: (p.print_help(), 2)[1])
