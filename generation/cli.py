@@ -29,6 +29,8 @@ def register(sub) -> None:
     p.add_argument("elements", nargs="*", metavar="ELEMENT", help='default: all 27')
     _structure_options(p)
     p.add_argument("--archive", metavar="ZIP", help="a TM23-format zip to read the real supercells from")
+    p.add_argument("--check-lattice", action="store_true",
+                   help="relax each table cell with CHGNet (offline, PBE-trained) and show its a, c/a beside the table's")
     p.add_argument("--json", action="store_true", help='machine-readable output')
     p.set_defaults(func=cmd_structures)
 
@@ -233,6 +235,14 @@ def cmd_structures(args) -> int:
             except ValueError as err:
                 item["archive"] = {"error": str(err)}
                 row += ["-", str(err)]
+        if args.check_lattice:
+            from .latticecheck import check_lattice
+            from .local import make_calculator
+
+            check = check_lattice(el, make_calculator("chgnet", el)[0])
+            item["lattice_check"] = check.to_dict()
+            row += [f"{check.relaxed_a_A:.4f}", f"{check.relaxed_c_over_a:.3f}" if check.relaxed_c_over_a else "-",
+                    f"{check.da_percent:+.2f}"]  # fmt: skip
         rows.append(row)
         report[el] = item
     if args.json:
@@ -241,10 +251,12 @@ def cmd_structures(args) -> int:
     header = ["El", "structure", "a/Å", "c/a", "supercell", "atoms", "vacancy", "certainty"]
     if args.archive:
         header += ["archive", "disagreements"]
+    if args.check_lattice:
+        header += ["CHGNet a/Å", "CHGNet c/a", "Δa %"]
     print(text_table(header, rows))
     print(f"\nRule {settings.structure.rule!r}, min length {settings.structure.min_length_A:g} Å, seed "
           f"{settings.structure.seed}. Certainty: archive = measured from published frames; pbe = Materials Project "
-          "PBE value (structures.md); experimental = ASE reference data, PBE value unverified.")  # fmt: skip
+          "PBE value; experimental = ASE reference data, PBE value unverified.")  # fmt: skip
     notes = [(el, n) for el, item in report.items() for n in item["notes"]]
     for el, note in notes:
         print(f"  {el}: {note}")

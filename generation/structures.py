@@ -6,8 +6,8 @@ Description; Methods: "at least 7 Å of spacing between an atom and its periodic
 deleted one random atom. This module holds:
 
 - the lattice table (``generation/data/lattice.csv``): per metal the structure, lattice constants,
-  their **source and certainty** (``archive``: measured from the published frames; ``pbe``: Materials
-  Project PBE value quoted in shared/reference/structures.md; ``experimental``: ASE's reference data, the
+  their **source, certainty and expected error** (``archive``: measured from the published frames; ``pbe``:
+  Materials Project PBE value; ``experimental``: ASE's reference data, the
   PBE value unverified), and the published supercell where it is known;
 - overrides: a CIF/POSCAR file (:func:`read_structure_file`), or the Materials Project GGA entry through
   ``mp-api`` when the user has a key (:func:`from_materials_project`; r2SCAN entries are refused);
@@ -66,6 +66,7 @@ class LatticeEntry:
     source: str
     tm23_repeat: tuple[int, int, int] | None
     note: str = ""
+    expected_error: str = ""  # against the 0 K PBE constant the paper used
 
     def conventional_cell(self, a_A: float | None = None, c_over_a: float | None = None):
         """The conventional cell as ``ase.Atoms`` (optionally at other lattice constants)."""
@@ -118,6 +119,7 @@ def lattice_table() -> dict[str, LatticeEntry]:
                 source=row["source"],
                 tm23_repeat=repeat,  # type: ignore[arg-type]
                 note=row["note"] or "",
+                expected_error=row.get("expected_error") or "",
             )
         except (KeyError, ValueError) as err:
             raise StructureError(f"generation/data/lattice.csv, line {line}: bad row ({err})") from None
