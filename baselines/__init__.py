@@ -5,6 +5,8 @@
   :mod:`.nequip_data`.
 - :mod:`.flare`: FLARE sparse GP on ACE B2 descriptors (mir-flare; ``tm23 install-flare``): uncertainty-based
   sparse selection, L-BFGS-B hyperparameter optimisation, save/load (:class:`FlareSGP`, :func:`train_flare`).
+- :mod:`.models` (any model spec -> ASE calculator), :mod:`.evaluate` (``tm23 evaluate``: any model scored with
+  the paper's metrics), :mod:`.phonons` (``tm23 phonons``, Fig. 8) and :mod:`.dynamics` (short NVT, RDF vs data).
 - :mod:`.grid` (FLARE descriptor grid), :mod:`.learning_curve` (NequIP vs l_max, Fig. 6), :mod:`.report`
   (tables and the Fig. 2 layout), :mod:`.results` (the result-file schema), :mod:`.demo` (``tm23 demo``).
 
@@ -28,6 +30,9 @@ _LAZY = {
     "write_report": ("tm23data.baselines.report", "write_report"),
     "load_result": ("tm23data.baselines.results", "load_result"),
     "run_demo": ("tm23data.baselines.demo", "run_demo"),
+    "evaluate": ("tm23data.baselines.evaluate", "evaluate"),
+    "resolve_model": ("tm23data.baselines.models", "resolve"),
+    "load_model": ("tm23data.baselines.models", "load_model"),
 }
 
 __all__ = list(_LAZY)

@@ -1,4 +1,5 @@
-"""``tm23`` subcommands of the baselines: baseline, report, grid, learning-curve, install-flare, demo.
+"""``tm23`` subcommands of the baselines: baseline, evaluate, phonons, dynamics, report, grid, learning-curve, install-flare,
+demo.
 
 Registered by :mod:`tm23data.cli`; nothing heavy (torch, nequip, flare, matplotlib) is imported until a
 command runs.
@@ -68,7 +69,56 @@ def register(sub) -> None:
     p.add_argument("--no-plot", action="store_true", help='do not draw the periodic-table figure')
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
     p.add_argument("--paper", choices=("table1", "table2", "fig7"), help="print a shipped paper table and exit")
+    p.add_argument("--model", action="append", metavar="MODEL", help="heat map of this model only (repeatable)")
+    p.add_argument("--split", help="heat map of this split (default: the most common)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("evaluate", help="score any interatomic model (CHGNet, SevenNet, an ASE calculator, ...) on TM23",
+                       description="Evaluate a model on the test set of a split for each element and write "
+                       "OUT/MODEL_ELEMENT_SPLIT/{result.json,result.csv,predictions.npz} (the baselines' schema; "
+                       "energy errors raw and after a per-element shift fitted on train). Finished elements are kept "
+                       "(resumable). MODEL: emt, chgnet, sevennet-0 (weights in their wheels), mace-mp:PATH, "
+                       "mattersim:PATH, orb:PATH, fairchem:PATH, nequip:PATH (compiled or saved nequip 0.19 model), "
+                       "or module:factory returning an ASE Calculator. "
+                       "Example: tm23 evaluate sevennet-0 --elements Cu,Ti --split cold_to_melt")  # fmt: skip
+    p.add_argument("model", metavar="MODEL", help="model spec (see above)")
+    p.add_argument("--elements", default="all", help="comma-separated symbols or all (default all)")
+    p.add_argument("--split", default="full", help="split name (default full)")
+    p.add_argument("--out", default="tm23-results", help="results folder (default ./tm23-results)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    p.add_argument("--batch-size", type=int, default=16, help="frames per batch for batched models; 1: one at a time (default 16)")
+    p.add_argument("--shift-frames", type=int, default=100, help="training frames fitting the energy shift (default 100; 0: none)")
+    p.add_argument("--max-frames", type=int, help="only this many test frames per element, evenly spaced")
+    p.add_argument("--overwrite", action="store_true", help="redo finished runs")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("phonons", help="phonon dispersion of a model against a reference (paper Fig. 8)",
+                       description="Relax the primitive cell with each model, displace atoms in a supercell with "
+                       "phonopy, and compare the bands along the standard path: frequency MAE and mean difference "
+                       "(THz), OUT/phonons_ELEMENT.{json,png}. Example: tm23 phonons Cu --model chgnet --reference emt")  # fmt: skip
+    p.add_argument("element", metavar="ELEMENT", help="an fcc, bcc or hcp TM23 metal, e.g. Cu or Os")
+    p.add_argument("--model", required=True, help="model spec (as for tm23 evaluate)")
+    p.add_argument("--reference", default="emt", help="reference model spec (default emt: Cu Ag Au Ni Pd Pt)")
+    p.add_argument("--out", default="tm23-phonons", help="output folder (default ./tm23-phonons)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    p.add_argument("--min-length", type=float, default=10.0, help="supercell width, Å (default 10)")
+    p.add_argument("--npoints", type=int, default=101, help="q-points along the path (default 101)")
+    p.add_argument("--no-relax", action="store_true", help="keep the lattice table's cell")
+    p.set_defaults(func=cmd_phonons)
+
+    p = sub.add_parser("dynamics", help="short NVT with a model from a data-set frame: RDF vs the data set, stability",
+                       description="Bussi NVT at the regime's temperature from a TM23 frame; prints the RDF "
+                       "difference to the data set's regime, the closest approach and the conserved-energy drift, "
+                       "and writes OUT/dynamics_ELEMENT_REGIME.{json,png}. Example: tm23 dynamics Cu --model chgnet --regime melt")  # fmt: skip
+    p.add_argument("element", metavar="ELEMENT", help="a TM23 symbol")
+    p.add_argument("--model", required=True, help="model spec (as for tm23 evaluate)")
+    p.add_argument("--regime", default="cold", choices=("cold", "warm", "melt"), help="default cold")
+    p.add_argument("--steps", type=int, default=200, help="MD steps (default 200)")
+    p.add_argument("--timestep-fs", type=float, default=2.0, help="time step, fs (default 2)")
+    p.add_argument("--out", default="tm23-dynamics", help="output folder (default ./tm23-dynamics)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    p.set_defaults(func=cmd_dynamics)
 
     p = sub.add_parser("grid", help="FLARE descriptor grid search (r_cut x n_max x l_max) on a small subset",
                        description="Paper protocol: train on 200 and test on 100 frames (evenly spaced over the "
@@ -136,6 +186,7 @@ def register(sub) -> None:
     p.add_argument("--flare-max-frames", type=int, help="FLARE: at most this many training frames")
     p.add_argument("--workdir", default="tm23-demo", help='working folder for the data, runs and report (default ./tm23-demo)')
     p.add_argument("--seed", type=int, default=0, help='seed of data and models (default 0)')
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (MD, labels, FLARE fit)")
     p.set_defaults(func=cmd_demo)
 
 
@@ -199,10 +250,11 @@ def cmd_report(args) -> int:
         rows = paper_table(args.paper)
         print(text_table(list(rows[0]), [list(r.values()) for r in rows]))
         return 0
-    rep = write_report(args.paths, args.out, plot=not args.no_plot)
+    rep = write_report(args.paths, args.out, plot=not args.no_plot, models=args.model, split=args.split)
     if args.json:
         print(json.dumps(rep["rows"], indent=2))
     else:
+        print(rep["leaderboard"] + "\n")
         print(rep["table"])
         print(f"\nreport: {rep['files']['md']}" + (f", {rep['files']['plot']}" if "plot" in rep["files"] else ""))
     return 0
@@ -258,5 +310,50 @@ def cmd_demo(args) -> int:
 
     run_demo(args.workdir, element=args.element, split=args.split, data=args.data, frames_per_regime=args.frames,
              calculator=args.calculator, equilibration_fs=args.equilibration_fs, budget_s=args.budget, models=tuple(m.strip() for m in args.models.split(",") if m.strip()),
-             flare_max_frames=args.flare_max_frames, seed=args.seed)  # fmt: skip
+             flare_max_frames=args.flare_max_frames, seed=args.seed, progress=not args.no_progress)  # fmt: skip
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from ..tables import text_table
+    from .evaluate import evaluate
+    from .report import summary_table
+
+    done = evaluate(args.model, args.elements, args.split, out=args.out, device=args.device, batch_size=args.batch_size,
+                    shift_frames=args.shift_frames, max_frames=args.max_frames, overwrite=args.overwrite,
+                    progress=not args.no_progress)  # fmt: skip
+    done = done if isinstance(done, list) else [done]
+    header, rows = summary_table([r.row() for r in done])
+    print(text_table(header, rows))
+    print(f"\nresults: {args.out} (tm23 report {args.out} puts them beside the baselines)")
+    return 0
+
+
+def cmd_phonons(args) -> int:
+    from .phonons import compare_phonons
+
+    rep = compare_phonons(args.element, args.model, args.reference, device=args.device, min_length=args.min_length,
+                          npoints=args.npoints, relax_cell=not args.no_relax, out=args.out)  # fmt: skip
+    m = rep["max_frequency_THz"]
+    print(f"{args.element}: {rep['model']['name']} vs {rep['reference']['name']}: frequency MAE "
+          f"{rep['frequency_mae_THz']:.3f} THz, mean difference {rep['frequency_mean_difference_THz']:+.3f} THz "
+          f"(max {m['model']:.2f} vs {m['reference']:.2f} THz); {rep['files']['plot']}")  # fmt: skip
+    return 0
+
+
+def cmd_dynamics(args) -> int:
+    from pathlib import Path
+
+    from .dynamics import plot_rdf_comparison, run_nvt
+    from .results import atomic_write_json
+
+    res = run_nvt(args.model, args.element, args.regime, steps=args.steps, timestep_fs=args.timestep_fs,
+                  device=args.device)  # fmt: skip
+    stem = Path(args.out) / f"dynamics_{args.element}_{args.regime}"
+    atomic_write_json(stem.with_suffix(".json"), res.to_json())
+    plot_rdf_comparison(res, stem.with_suffix(".png"))
+    print(f"{args.element} {args.regime} {res.temperature_K:.0f} K, {res.steps} x {res.timestep_fs} fs with {res.model}: "
+          f"{'stable' if res.stable else 'UNSTABLE'}; RDF difference {res.rdf_difference:.3f}, closest approach "
+          f"{res.min_distance_A:.2f} Å (start {res.start_min_distance_A:.2f}), drift "
+          f"{res.drift_eV_per_atom_per_ps:+.2e} eV/atom/ps; {stem}.png")  # fmt: skip
     return 0

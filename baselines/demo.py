@@ -28,7 +28,7 @@ DATA_CHOICES = ("auto", "local", "published")
 
 def make_local_archive(folder: str | os.PathLike, element: str = "Cu", *, frames_per_regime: int = 50,
                        calculator: str | None = None, equilibration_fs: float | None = None,
-                       seed: int = 0) -> tuple[Path, str, dict]:  # fmt: skip
+                       seed: int = 0, progress: bool = False) -> tuple[Path, str, dict]:  # fmt: skip
     """Make a small TM23-format archive for ``element`` in ``folder``; returns (zip path, md5, provenance).
 
     This is the one data-making call of the job: the local generation pipeline
@@ -49,7 +49,7 @@ def make_local_archive(folder: str | os.PathLike, element: str = "Cu", *, frames
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     result = generate_local([element], folder / f"tm23_{element}_{calculator}_{frames_per_regime}frames.zip",
-                            calculator=calculator, settings=settings, progress=False)  # fmt: skip
+                            calculator=calculator, settings=settings, progress=progress)  # fmt: skip
     return result.archive, result.md5, result.provenance
 
 
@@ -72,8 +72,10 @@ def run_demo(
     flare_max_frames: int | None = None,
     seed: int = 0,
     say=print,
+    progress: bool = False,
 ) -> dict:
-    """Run the job; returns the report (rows, files, printed table)."""
+    """Run the job; returns the report (rows, files, printed table). ``progress``: tqdm bars for the steps
+    that take more than a few seconds (MD and labels, FLARE's fit)."""
     from ..fetch import import_archive
     from ..hf import load_tm23
     from . import report
@@ -97,7 +99,7 @@ def run_demo(
             f"({frames_per_regime} frames per regime) in {workdir / 'data'}")  # fmt: skip
         path, md5, provenance = make_local_archive(workdir / "data", element, frames_per_regime=frames_per_regime,
                                                    calculator=calculator, equilibration_fs=equilibration_fs,
-                                                   seed=seed)  # fmt: skip
+                                                   seed=seed, progress=progress)  # fmt: skip
         import_archive(path, config.archive_source(md5=md5))
         source = config.archive_source(md5=md5)  # after the import: it names the cached file
         say(f"      {provenance['calculator'].upper()} molecular dynamics and labels, archive md5 {md5} "
@@ -116,7 +118,7 @@ def run_demo(
             tic = time.perf_counter()
             train_flare(element, split, replace(DEMO_FLARE, max_time=budget_s, seed=seed), out=out,
                         name=f"flare_{element}_{split}_{tag}", overwrite=True, source=source,
-                        max_train_frames=flare_max_frames)  # fmt: skip
+                        max_train_frames=flare_max_frames, progress=progress)  # fmt: skip
             say(f"      done in {time.perf_counter() - tic:.0f} s")
         else:
             say("[3/4] FLARE skipped: mir-flare is not installed (run `tm23 install-flare`)")
@@ -126,7 +128,8 @@ def run_demo(
             f"[3/4] NequIP (l_max {s.l_max}, {s.num_layers} layers, {s.num_features} features), budget {budget_s:.0f} s"
         )
         tic = time.perf_counter()
-        train_nequip(element, split, s, out=out, name=f"nequip_{element}_{split}_{tag}", overwrite=True, source=source)
+        train_nequip(element, split, s, out=out, name=f"nequip_{element}_{split}_{tag}", overwrite=True, source=source,
+                     progress=progress)  # fmt: skip
         say(f"      done in {time.perf_counter() - tic:.0f} s")
     rep = report.write_report([out], workdir / "report")
     say("[4/4] test errors" + ("" if use_published else " (local data: not comparable with the paper)") + ":\n")

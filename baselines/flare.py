@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from .. import overrides
 from ..errors import StepError, UsageError
@@ -320,6 +321,7 @@ class FlareSGP:
         schedule = optimisation_schedule(len(frames), s.optimize_start, s.optimize_factor) if s.optimize else set()
         rng = np.random.default_rng(s.seed)
         start = time.perf_counter()
+        bar = tqdm(total=len(frames), desc="FLARE fit", unit="frame", disable=not progress, leave=False)
         for i in range(len(frames)):
             struc = self._structure(frames, i, labels=True)
             n = struc.noa
@@ -336,11 +338,12 @@ class FlareSGP:
             over_time = s.max_time is not None and time.perf_counter() - start > s.max_time
             if done in schedule or (over_time and s.optimize):
                 self.history.append({"frames": done, **self.optimize_hyperparameters()})
-            if progress:
-                print(f"FLARE: {done}/{len(frames)} frames, {self.sgp.n_sparse} sparse environments", file=sys.stderr)
+            bar.update(1)
+            bar.set_postfix(sparse=self.sgp.n_sparse, refresh=False)
             if over_time:
                 log.warning("FLARE: max_time %.0f s reached after %d of %d frames", s.max_time, done, len(frames))
                 break
+        bar.close()
         self.hyperparameters = np.array(self.sgp.hyperparameters)
         self.train_frames = frames.take(np.arange(done))
         return self

@@ -139,6 +139,14 @@ def architecture_extras(s: NequIPSettings) -> dict:
     return extras
 
 
+def max_time_seconds(value: str | float | None) -> float | None:
+    """Seconds of ``max_time`` given as seconds or "DD:HH:MM:SS"."""
+    if value is None or not isinstance(value, str):
+        return None if value is None else float(value)
+    days, hours, minutes, seconds = (float(x) for x in value.split(":"))
+    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+
+
 # --- config ----------------------------------------------------------------------------------------------
 
 
@@ -450,17 +458,21 @@ def nequip_train_command() -> list[str]:
     return [exe] if exe else [sys.executable, "-m", "nequip.scripts.train"]
 
 
-def run_nequip_train(run_dir: Path, *, archive_md5: str, log_name: str = "train.log", echo: bool = False) -> dict:
+def run_nequip_train(run_dir: Path, *, archive_md5: str, log_name: str = "train.log", echo: bool = False,
+                     progress: bool = False, budget_s: float | None = None) -> dict:  # fmt: skip
     """Run ``nequip-train -cn config.yaml`` in ``run_dir`` (outputs there too); returns its wall time
     (``wall_s``) and start-up time (``startup_s``: launch to the start of ``trainer.fit``, i.e. interpreter,
     imports, datamodule, data statistics and model build).
 
     The subprocess sees the same cache (``TM23_HOME``) and archive (``TM23_MD5``) as this process, offline.
+    ``progress``: a tqdm bar of the epochs (over ``budget_s`` seconds when given), read from the run's
+    ``timing.jsonl`` while it trains.
     """
     env = {**os.environ, "TM23_HOME": str(tm23config.home()), "TM23_MD5": archive_md5, "TM23_OFFLINE": "1",
            "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "1"}  # fmt: skip
     cmd = [*nequip_train_command(), "-cn", "config.yaml", "hydra.run.dir=.", "hydra.output_subdir=hydra"]
     launched, start = time.time(), time.perf_counter()
+    watcher = _EpochBar(run_dir / "timing.jsonl", budget_s) if progress else None
     with open(run_dir / log_name, "wb") as logfile:
         proc = subprocess.Popen(cmd, cwd=run_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         assert proc.stdout is not None
@@ -471,6 +483,8 @@ def run_nequip_train(run_dir: Path, *, archive_md5: str, log_name: str = "train.
                     sys.stdout.write(line.decode(errors="replace"))
             rc = proc.wait()
         finally:  # an interrupt or error here must not leave nequip-train writing into a failed run folder
+            if watcher is not None:
+                watcher.stop()
             if proc.poll() is None:
                 proc.terminate()
                 try:
@@ -492,6 +506,38 @@ def run_nequip_train(run_dir: Path, *, archive_md5: str, log_name: str = "train.
     return {"wall_s": elapsed, "startup_s": None if fit_start is None else fit_start - launched}
 
 
+class _EpochBar:
+    """A tqdm bar fed by a thread that reads the epoch lines of ``timing.jsonl`` (written by the training
+    callback) once a second: epochs done, and seconds of training against the budget."""
+
+    def __init__(self, path: Path, budget_s: float | None):
+        import threading
+
+        from tqdm.auto import tqdm
+
+        self.path, self.done = path, threading.Event()
+        self.bar = tqdm(total=round(budget_s) if budget_s else None, desc="NequIP training", unit="s", leave=False)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.done.wait(1.0):
+            try:
+                events = [json.loads(x) for x in self.path.read_text().splitlines() if x.strip()]
+            except (OSError, ValueError):
+                continue
+            epochs = [e for e in events if e.get("event") == "epoch"]
+            if epochs:
+                seconds = round(float(epochs[-1].get("train_s", 0)))
+                self.bar.update(max(0, seconds - self.bar.n))
+                self.bar.set_postfix(epochs=len(epochs), refresh=True)
+
+    def stop(self) -> None:
+        self.done.set()
+        self.thread.join(timeout=5)
+        self.bar.close()
+
+
 def train_nequip(
     element: str,
     split: str = "full",
@@ -502,6 +548,7 @@ def train_nequip(
     overwrite: bool = False,
     source=None,
     echo: bool = False,
+    progress: bool = False,
 ) -> results.Result:
     """Train NequIP on ``element``/``split`` with ``settings``, evaluate the best checkpoint on the test
     set, and write the run folder ``OUT/NAME`` (default name ``nequip_{element}_{split}``)."""
@@ -517,7 +564,8 @@ def train_nequip(
         cfg = nequip_config(element, split, settings, archive_md5=store.archive_md5, files=files, stress=stress)
         write_config(run.path / "config.yaml", cfg)
         log.info("training NequIP on %s/%s in %s", element, split, run.path)
-        proc = run_nequip_train(run.path, archive_md5=store.archive_md5, echo=echo)
+        proc = run_nequip_train(run.path, archive_md5=store.archive_md5, echo=echo, progress=progress,
+                                budget_s=max_time_seconds(settings.max_time))  # fmt: skip
         checkpoint = run.path / "best.ckpt"
         if not checkpoint.is_file():
             raise StepError(f"nequip-train finished without writing {checkpoint} (see train.log)")

@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from .. import elements
+from .. import manifest as tm23_manifest
 from ..atomic import write_atomic
 from ..errors import UsageError
-from ..provenance import utc_now
+from ..provenance import stamp, utc_now
 from ..tables import markdown_table, text_table
 from . import results
 
@@ -61,8 +62,9 @@ def gather(paths) -> list[dict]:
 
 def summary_table(rows: list[dict]) -> tuple[list[str], list[list]]:
     """(header, rows) of the printed table: per run, MAE and % error of energy per atom, forces, stress."""
-    header = ["model", "element", "split", "train", "test", "E MAE (meV/atom)", "E % (paper: of MAV)",
-              "F MAE (meV/Å)", "F %", "S MAE (meV/Å³)", "S %", "E % of spread"]  # fmt: skip
+    header = ["model", "element", "split", "train", "test", "E MAE raw (meV/atom)", "E % raw (paper: of MAV)",
+              "F MAE (meV/Å)", "F %", "S MAE (meV/Å³)", "S %", "E % of spread", "E MAE shifted (meV/atom)",
+              "E % shifted"]  # fmt: skip
     out = []
     for r in rows:
         cells = [MODEL_LABELS.get(r["model"], r["model"]), r["element"], r["split"], r["n_train"], r["n_test"]]
@@ -70,8 +72,55 @@ def summary_table(rows: list[dict]) -> tuple[list[str], list[list]]:
             mae, pct = r.get(f"{q}_mae"), r.get(f"{q}_percent")
             cells += [_fmt(None if mae is None else 1000 * mae), _fmt(pct)]
         cells.append(_fmt(r.get("energy_per_atom_percent_of_spread")))
+        shifted = r.get("energy_per_atom_shifted_mae")
+        cells += [_fmt(None if shifted is None else 1000 * shifted), _fmt(r.get("energy_per_atom_shifted_percent"))]
         out.append(cells)
     return header, out
+
+
+#: The paper's grouping: groups IV-IX have large d-DOS both sides of the Fermi level (harder), X-XII do not.
+EARLY_GROUPS, LATE_GROUPS = range(4, 10), range(10, 13)
+LEADERBOARD_HEADER = ["model", "split", "metals", "F % mean", "E % raw mean", "E % shifted mean", "S % mean",
+                      "F MAE mean (meV/Å)", "F % early (IV-IX)", "F % late (X-XII)", "F % gap cold→warm",
+                      "F % gap cold→melt", "published data"]  # fmt: skip
+
+
+def _latest(rows: list[dict]) -> dict[tuple, dict]:
+    """The newest row per (model, split, element) (rows are sorted by creation time within those)."""
+    return {(r["model"], r["split"], r["element"]): r for r in rows}
+
+
+def _mean(values) -> float | None:
+    values = [v for v in values if v is not None and np.isfinite(v)]
+    return float(np.mean(values)) if values else None
+
+
+def leaderboard(rows: list[dict]) -> tuple[list[str], list[list]]:
+    """(header, rows): per model and split, the mean over the metals evaluated of the % errors (energy raw and
+    after the per-element shift fitted on train, for evaluated models), the force MAE, the force % of early
+    (groups IV-IX) and late (X-XII) metals, and the transfer gaps: mean over metals of the force % on
+    ``cold_to_warm`` (``cold_to_melt``) minus that on ``cold``, for metals that have both."""
+    latest = _latest(rows)
+    group = {e.symbol: e.group for e in elements.all_elements()}
+    out = []
+    for model, split in dict.fromkeys((m, s) for m, s, _ in latest):
+        mine = [r for (m, s, _), r in latest.items() if (m, s) == (model, split)]
+
+        def gap(target: str) -> float | None:
+            pairs = [(latest.get((model, target, r["element"])), r) for r in mine]
+            return _mean([t["forces_percent"] - r["forces_percent"] for t, r in pairs
+                          if t and t.get("forces_percent") is not None and r.get("forces_percent") is not None])
+
+        f_mae = _mean([r.get("forces_mae") for r in mine])
+        out.append([MODEL_LABELS.get(model, model), split, len(mine),
+                    *(_fmt(_mean([r.get(k) for r in mine])) for k in ("forces_percent", "energy_per_atom_percent",
+                                                                      "energy_per_atom_shifted_percent", "stress_percent")),
+                    _fmt(None if f_mae is None else 1000 * f_mae),
+                    _fmt(_mean([r.get("forces_percent") for r in mine if group.get(r["element"]) in EARLY_GROUPS])),
+                    _fmt(_mean([r.get("forces_percent") for r in mine if group.get(r["element"]) in LATE_GROUPS])),
+                    _fmt(gap("cold_to_warm")) if split == "cold" else "-", _fmt(gap("cold_to_melt")) if split == "cold" else "-",
+                    "yes" if all(r.get("published_data") for r in mine) else "NO (local data)"])  # fmt: skip
+    return LEADERBOARD_HEADER, out
 
 
 def _fmt(x, digits: int = 3) -> str:
@@ -102,7 +151,7 @@ def paper_comparison(rows: list[dict]) -> tuple[list[str], list[list]]:
 # --- Fig. 2 layout --------------------------------------------------------------------------------------------
 
 
-def plot_periodic(rows: list[dict], path: str | os.PathLike, *, split: str | None = None,
+def plot_periodic(rows: list[dict], path: str | os.PathLike, *, split: str | None = None, models=None,
                   quantities=("forces", "energy_per_atom", "stress")) -> Path:  # fmt: skip
     """Percent errors on the d-block (groups 4-12, periods 4-6), one panel per quantity (rows) and model
     (columns), coloured green (low) to red (high) on one scale per quantity, as in the paper's Fig. 2.
@@ -119,9 +168,16 @@ def plot_periodic(rows: list[dict], path: str | os.PathLike, *, split: str | Non
         splits = [r["split"] for r in rows]
         split = max(set(splits), key=splits.count)
     rows = [r for r in rows if r["split"] == split]
-    models = [m for m in MODEL_LABELS if any(r["model"] == m for r in rows)] + sorted(
-        {r["model"] for r in rows} - set(MODEL_LABELS)
-    )
+    if models is None:
+        models = [m for m in MODEL_LABELS if any(r["model"] == m for r in rows)] + sorted(
+            {r["model"] for r in rows} - set(MODEL_LABELS)
+        )
+    else:
+        models = [models] if isinstance(models, str) else list(models)
+        unknown = [m for m in models if not any(r["model"] == m for r in rows)]
+        if unknown:
+            raise UsageError(f"no results of model {', '.join(unknown)} for split {split}; models: "
+                             f"{', '.join(sorted({r['model'] for r in rows}))}")  # fmt: skip
     latest: dict[tuple, dict] = {}
     for r in rows:  # rows are sorted by creation time within (model, split, element)
         latest[(r["model"], r["element"])] = r
@@ -148,12 +204,19 @@ def plot_periodic(rows: list[dict], path: str | os.PathLike, *, split: str | Non
             ax.set_title(f"{MODEL_LABELS.get(model, model)}: {QUANTITY_LABELS.get(q, q)} % error", fontsize=9)
         fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes[qi].tolist(), shrink=0.8, label="%")
     fig.suptitle(f"Test % error (MAE / MAV x 100), split {split}", fontsize=10)
+    generated = sorted({r.get("archive_md5") or "?" for r in latest.values() if not r.get("published_data")})
+    if generated:
+        stamp(fig, "NOT the published TM23 data: results on locally generated or unverified archives (md5 "
+              f"{', '.join(generated)}); not comparable with the paper", published=False)  # fmt: skip
+    else:
+        stamp(fig, f"published TM23 archive (VASP 5.4.1, PBE), md5 {tm23_manifest.ARCHIVE_MD5}", published=True)
     return results.save_figure(fig, path)
 
 
-def write_report(paths, out: str | os.PathLike, *, plot: bool = True) -> dict:
-    """Gather results under ``paths`` and write ``report.csv``, ``report.json``, ``report.md`` and (with
-    ``plot``) ``periodic_table.png`` into ``out``; returns ``{"rows": ..., "files": ...}``."""
+def write_report(paths, out: str | os.PathLike, *, plot: bool = True, models=None, split: str | None = None) -> dict:
+    """Gather results under ``paths`` and write ``report.csv``, ``leaderboard.csv``, ``report.json``,
+    ``report.md`` and (with ``plot``) ``periodic_table.png`` (of ``models``, default all, on ``split``,
+    default the most common) into ``out``; returns ``{"rows": ..., "files": ...}``."""
     rows = gather(paths)
     if not rows:
         raise FileNotFoundError(f"no baseline results (result.json) under {', '.join(map(str, paths))}")
@@ -163,13 +226,26 @@ def write_report(paths, out: str | os.PathLike, *, plot: bool = True) -> dict:
         "csv": write_atomic(out / "report.csv", results.rows_to_csv(rows)),
         "json": results.atomic_write_json(out / "report.json", {"rows": rows, "created": utc_now()}),
     }
+    lb_header, lb_rows = leaderboard(rows)
+    files["leaderboard"] = write_atomic(out / "leaderboard.csv", results.rows_to_csv(
+        [dict(zip(lb_header, r)) for r in lb_rows]))  # fmt: skip
     header, table = summary_table(rows)
     cmp_header, cmp_rows = paper_comparison(rows)
     published = all(r.get("published_data") for r in rows)
     md = ["# TM23 baseline report", ""]
     if not published:
-        md += [("**Some results are on locally generated data, not the published TM23 archive: they are not "
-                "comparable with the paper.**"), ""]  # fmt: skip
+        others = sorted({r.get("archive_md5") or "?" for r in rows if not r.get("published_data")})
+        md += [("**NOT the published TM23 data: some results are on locally generated or unverified archives "
+                f"(md5 {', '.join(others)}), not the published TM23 archive: they are not comparable with the "
+                "paper.**"), ""]  # fmt: skip
+    else:
+        md += [f"Data: the published TM23 archive (VASP 5.4.1, PBE), md5 {tm23_manifest.ARCHIVE_MD5}.", ""]
+    md += ["## Leaderboard", "", ("Mean over the metals evaluated of the test % error (MAE / MAV x 100). Energy "
+           "\"raw\": the model's own energies; \"shifted\": after one constant per element (eV/atom) fitted on "
+           "frames of the training subset, for evaluated models whose energy reference is not the labels' "
+           "(baselines were trained on the labels: no shift). Early: groups IV-IX, late: X-XII. Transfer gap: "
+           "force % on cold_to_warm / cold_to_melt minus force % on cold, metals with both."), "",
+           markdown_table(lb_header, lb_rows), ""]
     md += ["## Test errors", "", ("% error = MAE / MAV x 100 over the test set (the paper's; energy per atom, force "
            "and stress components); MAE in meV/atom, meV/Å, meV/Å³. \"E % of spread\" = MAE / MAD x 100, MAD the "
            "mean absolute deviation of the test energies per atom about their mean: the paper's energy % depends on "
@@ -177,7 +253,8 @@ def write_report(paths, out: str | os.PathLike, *, plot: bool = True) -> dict:
            "## Model size and cost next to the paper's Table 1", "", markdown_table(cmp_header, cmp_rows), "",
            "Paper: FLARE on CPUs (total training time), NequIP on one V100/A100 GPU (hours per epoch).", ""]  # fmt: skip
     if plot:
-        files["plot"] = plot_periodic(rows, out / "periodic_table.png")
+        files["plot"] = plot_periodic(rows, out / "periodic_table.png", models=models, split=split)
         md += ["## Percent errors on the d-block (layout of the paper's Fig. 2)", "", "![](periodic_table.png)", ""]
     files["md"] = write_atomic(out / "report.md", "\n".join(md))
-    return {"rows": rows, "files": {k: str(v) for k, v in files.items()}, "table": text_table(header, table)}
+    return {"rows": rows, "files": {k: str(v) for k, v in files.items()}, "table": text_table(header, table),
+            "leaderboard": text_table(lb_header, lb_rows)}

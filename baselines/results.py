@@ -180,11 +180,10 @@ def result_record(*, model: str, element: str, split: str, manifest, store, sett
 
 
 def describe_source(store) -> dict:
-    from .. import manifest as tm23_manifest
-
-    published = store.archive_md5 == tm23_manifest.ARCHIVE_MD5
+    origin = store.origin
     return {
-        "published": published,
+        "published": origin.published,
+        "data_origin": origin.to_json(),
         "archive_md5": store.archive_md5,
         "archive_name": store.attrs.get("archive_name"),
         "provenance": store.attrs.get("provenance"),  # the archive's PROVENANCE.json for self-made archives
@@ -206,8 +205,15 @@ def flat_row(data: dict) -> dict:
         m = data["metrics"].get(q)
         for key in ("mae", "rmse", "mav", "percent", "mad", "percent_of_spread"):
             row[f"{q}_{key}"] = None if m is None else m.get(key)  # results before 0.2 lack mad / percent_of_spread
+    shifted = data.get("metrics_shifted", {}).get("energy_per_atom")  # evaluated models (.evaluate)
+    for key in ("mae", "percent", "percent_of_spread"):
+        row[f"energy_per_atom_shifted_{key}"] = None if shifted is None else shifted.get(key)
+    row["energy_shift_eV_per_atom"] = data.get("energy_shift", {}).get("eV_per_atom")
+    row["kind"] = data.get("kind", "baseline")
     row["train_s"] = data["timing"].get("train_s")
+    row["frames_per_s"] = data["timing"].get("frames_per_s")
     row["published_data"] = data["data_source"].get("published")
+    row["archive_md5"] = data["data_source"].get("archive_md5")
     row["split_hash"] = data["split_hash"]
     row["created"] = data["created"]
     return row

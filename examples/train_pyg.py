@@ -25,6 +25,7 @@ import torch
 from torch_geometric.loader import DataLoader
 from torch_geometric.nn.models import SchNet
 from torch_geometric.utils import scatter
+from tqdm.auto import tqdm
 
 from tm23data import Selection
 from tm23data.pyg import edge_vectors
@@ -74,9 +75,9 @@ def evaluate(model, dataset, batch_size: int) -> dict:
     return evaluator.eval(predictions)
 
 
-def train(args) -> dict:
+def train(args, archive=None) -> dict:
     torch.manual_seed(args.seed)
-    selection = Selection.open(args.element, args.split, progress=False)  # one store, one resolved split
+    selection = Selection.open(args.element, args.split, archive=archive, progress=False)  # one resolved split
     kwargs = dict(cutoff=args.cutoff, dtype=torch.float32, progress=False)
     train_set, test_set = selection.to_pyg("train", **kwargs), selection.to_pyg("test", **kwargs)
     frames = selection.frames("train")
@@ -92,6 +93,7 @@ def train(args) -> dict:
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.steps, eta_min=args.lr / 20)
     loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True, drop_last=len(train_set) > args.batch_size)
     step, start = 0, time.perf_counter()
+    bar = tqdm(total=args.steps, desc="training", unit="step", disable=not args.log_every)
     while step < args.steps:
         for batch in loader:
             model.train()
@@ -108,10 +110,12 @@ def train(args) -> dict:
             optimizer.step()
             schedule.step()
             step += 1
+            bar.update(1)
             if args.log_every and (step % args.log_every == 0 or step == args.steps):
-                print(f"step {step:4d}  loss {loss.item():.4f}  ({time.perf_counter() - start:.1f} s)", flush=True)
+                bar.set_postfix(loss=f"{loss.item():.4f}")
             if step >= args.steps:
                 break
+    bar.close()
     after = evaluate(model, test_set, args.batch_size)
     return {"before": before, "after": after, "train_frames": len(train_set), "test_frames": len(test_set),
             "seconds": time.perf_counter() - start}  # fmt: skip
@@ -147,7 +151,7 @@ def parse_args(argv=None):
     p.add_argument("--force-weight", type=float, default=1.0, help="weight of the force loss (default 1)")
     p.add_argument("--stress-weight", type=float, default=1.0, help="weight of the stress x volume/atom loss")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--log-every", type=int, default=50, help="print the loss every N steps (0: never)")
+    p.add_argument("--log-every", type=int, default=50, help="show the loss on the progress bar every N steps (0: no bar)")
     p.add_argument("--synthetic", action="store_true",
                    help="make a small TM23-format archive (tm23data.generation.synthetic: EMT/Lennard-Jones labels) in a "
                    "temporary TM23_HOME and train on it; no download")  # fmt: skip
@@ -173,25 +177,13 @@ def _run(args) -> dict:
         report(result, args)
         return result
     from tm23data import config
-    from tm23data.fetch import import_archive
     from tm23data.generation.synthetic import synthetic_archive
 
-    saved = {k: os.environ.get(k) for k in ("TM23_HOME", "TM23_MD5")}
-    with tempfile.TemporaryDirectory(prefix="tm23-example-") as tmp:
-        os.environ["TM23_HOME"] = os.path.join(tmp, "home")
+    with tempfile.TemporaryDirectory(prefix="tm23-example-") as tmp, config.settings(home=os.path.join(tmp, "home")):
         archive = os.path.join(tmp, "synthetic.zip")
         md5 = synthetic_archive(archive, [args.element], n_train=30, n_test=10, seed=args.seed)
-        import_archive(archive, config.archive_source(md5=md5))
-        os.environ["TM23_MD5"] = md5
         print(f"synthetic TM23-format archive of {args.element} (md5 {md5}) in {tmp}")
-        try:
-            result = train(args)
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+        result = train(args, archive=archive)  # a zip path: verified and imported on first use
     report(result, args)
     return result
 

@@ -24,11 +24,11 @@ from ..errors import UsageError
 def register(sub) -> None:
     p = sub.add_parser("structures", help="TM23 supercells of the metals: size, lattice source and certainty",
                        description="Build the supercell of each metal (rule, vacancy) and show where its lattice "
-                       "constants come from. With --archive, read each element's real cell from a TM23 archive and "
+                       "constants come from. With --archive (a name from `tm23 archives`, or a zip), read each element's real "
+                       "cell from that TM23 archive and "
                        "report every disagreement with the table.")  # fmt: skip
     p.add_argument("elements", nargs="*", metavar="ELEMENT", help='default: all 27')
     _structure_options(p)
-    p.add_argument("--archive", metavar="ZIP", help="a TM23-format zip to read the real supercells from")
     p.add_argument("--check-lattice", action="store_true",
                    help="relax each table cell with CHGNet (offline, PBE-trained) and show its a, c/a beside the table's")
     p.add_argument("--json", action="store_true", help='machine-readable output')
@@ -215,6 +215,12 @@ def cmd_structures(args) -> int:
 
     settings = _settings(args)
     symbols = elements.resolve(args.elements) if args.elements else elements.symbols()
+    archive_zip = None
+    if args.archive:  # the global option: a name, md5 or zip (imported on first use), fetched if need be
+        from ..fetch import fetch_archive
+        from ..registry import resolve
+
+        archive_zip = fetch_archive(resolve(args.archive))
     rows, report = [], {}
     for el in symbols:
         sc = build_supercell(el, settings.structure)
@@ -226,7 +232,7 @@ def cmd_structures(args) -> int:
                "x".join(map(str, sc.repeat)), sc.natoms, sc.vacancy_index, entry.certainty]  # fmt: skip
         if args.archive:
             try:
-                found = cell_from_frames(el, frames_from_archive(args.archive, el), settings.structure)
+                found = cell_from_frames(el, frames_from_archive(archive_zip, el), settings.structure)
                 item["archive"] = found.to_dict()
                 row.append(
                     "x".join(map(str, found.repeat)) + f" ({found.natoms})" if found.repeat else f"? ({found.natoms})"
@@ -256,7 +262,7 @@ def cmd_structures(args) -> int:
     print(text_table(header, rows))
     print(f"\nRule {settings.structure.rule!r}, min length {settings.structure.min_length_A:g} Å, seed "
           f"{settings.structure.seed}. Certainty: archive = measured from published frames; pbe = Materials Project "
-          "PBE value; experimental = ASE reference data, PBE value unverified.")  # fmt: skip
+          "PBE value (legacy data, not re-checked here); experimental = ASE reference data, PBE value unverified.")  # fmt: skip
     notes = [(el, n) for el, item in report.items() for n in item["notes"]]
     for el, note in notes:
         print(f"  {el}: {note}")
@@ -440,6 +446,7 @@ def cmd_rdf(args) -> int:
     rdf = rdf_from_store(store, r_max=args.r_max, n_bins=args.bins, every=args.every, progress=not args.no_progress)
     out = plot_rdf(rdf, args.out or f"{el}_rdf.png")
     print(f"{el}: g(r) of {', '.join(f'{r} ({n} frames)' for r, n in rdf.frames.items())} -> {out}")
+    print(f"data: {store.origin.summary()}")
     if args.csv:
         write_atomic(args.csv, rdf.to_csv())
         print(f"curves: {args.csv}")

@@ -25,6 +25,7 @@ import numpy as np
 
 from .. import elements
 from ..errors import UsageError
+from ..provenance import Origin, stamp_origin
 
 
 @dataclass
@@ -33,6 +34,7 @@ class RDF:
     g: dict[str, np.ndarray]  # regime -> g(r)
     frames: dict[str, int]  # regime -> frames averaged
     element: str
+    origin: Origin | None = None  # where the frames came from (stated on the figure)
 
     def to_csv(self) -> str:
         regimes = list(self.g)
@@ -102,7 +104,7 @@ def rdf_from_store(store, *, r_max: float = 6.0, n_bins: int = 120, every: int =
         counts[regime] = int(len(idx))
     if not out:
         raise UsageError(f"{store.element}: no frame has a known regime; cannot compute per-regime g(r)")
-    return RDF(r, out, counts, store.element)
+    return RDF(r, out, counts, store.element, store.origin)
 
 
 def plot_rdf(rdf: RDF, path: str | os.PathLike, *, title: str | None = None) -> Path:
@@ -128,6 +130,7 @@ def plot_rdf(rdf: RDF, path: str | os.PathLike, *, title: str | None = None) -> 
     ax.set_title(title or f"{rdf.element}: radial distribution function per regime")
     ax.legend(frameon=False)
     fig.tight_layout()
+    stamp_origin(fig, rdf.origin)
     import io
 
     buf = io.BytesIO()
@@ -135,3 +138,4 @@ def plot_rdf(rdf: RDF, path: str | os.PathLike, *, title: str | None = None) -> 
     plt.close(fig)
     write_atomic(path, buf.getvalue())
     return path
+

@@ -7,7 +7,7 @@ deleted one random atom. This module holds:
 
 - the lattice table (``generation/data/lattice.csv``): per metal the structure, lattice constants,
   their **source, certainty and expected error** (``archive``: measured from the published frames; ``pbe``:
-  Materials Project PBE value; ``experimental``: ASE's reference data, the
+  Materials Project legacy PBE value, not re-checked here; ``experimental``: ASE's reference data, the
   PBE value unverified), and the published supercell where it is known;
 - overrides: a CIF/POSCAR file (:func:`read_structure_file`), or the Materials Project GGA entry through
   ``mp-api`` when the user has a key (:func:`from_materials_project`; r2SCAN entries are refused);

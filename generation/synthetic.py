@@ -63,6 +63,10 @@ def synthetic_frames(element: str, regime: str, n_frames: int, *, seed: int = 0,
     for _ in range(n_frames):
         atoms = base.copy()
         atoms.positions += rng.normal(0.0, RATTLE[regime], atoms.positions.shape)
+        # extxyz stores 8 decimals: label the stored geometry, so that re-evaluating the same calculator on
+        # the archive reproduces its labels to round-off (the exact case of ``tm23 evaluate emt``)
+        atoms.positions = np.round(atoms.positions, 8)
+        atoms.cell = np.round(atoms.cell[:], 8)
         atoms.calc = calc
         energy = atoms.get_potential_energy()
         forces = atoms.get_forces()

@@ -19,12 +19,19 @@ def synthetic_zip(tmp_path_factory):
     return path, md5
 
 
+@pytest.fixture(autouse=True)
+def _never_the_user_cache(tmp_path_factory, monkeypatch):
+    """No test writes into the user's real cache: TM23_HOME points at a fresh folder unless a test sets it."""
+    monkeypatch.setenv("TM23_HOME", str(tmp_path_factory.mktemp("default-home")))
+    monkeypatch.delenv("TM23_ARCHIVE", raising=False)
+
+
 @pytest.fixture
 def tm23_home(tmp_path, monkeypatch):
     """An empty cache root, with no archive configuration inherited from the environment."""
     home = tmp_path / "tm23home"
     monkeypatch.setenv("TM23_HOME", str(home))
-    for var in ("TM23_URL", "TM23_MD5", "TM23_OFFLINE"):
+    for var in ("TM23_URL", "TM23_MD5", "TM23_OFFLINE", "TM23_ARCHIVE"):
         monkeypatch.delenv(var, raising=False)
     return home
 

@@ -24,3 +24,11 @@ def skip_tier_unless(tier: str, extra: str, *modules: str) -> None:
     if absent:
         pytest.skip(f"the {tier} tests need the '{extra}' extra ({', '.join(absent)} missing): "
                     f"pip install -e '.[{extra},test]'", allow_module_level=True)  # fmt: skip
+
+
+def needs(*modules: str, extra: str = "models"):
+    """A skip marker for one test, naming the missing packages and the extra that installs them."""
+    import pytest
+
+    absent = missing(*modules)
+    return pytest.mark.skipif(bool(absent), reason=f"needs {', '.join(absent)}: pip install -e '.[{extra},test]'")

@@ -27,6 +27,7 @@ _LAZY = {
     "import_archive": ("tm23data.fetch", "import_archive"),
     "TM23Error": ("tm23data.errors", "TM23Error"),
     "ArchiveSource": ("tm23data.config", "ArchiveSource"),
+    "evaluate": ("tm23data.baselines.evaluate", "evaluate"),
 }
 
 __all__ = ["__version__", "download", *_LAZY]

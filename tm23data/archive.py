@@ -180,6 +180,33 @@ def write_archive(
     return file_md5(path)
 
 
+def pack_member_files(folder: str | os.PathLike, path: str | os.PathLike) -> str:
+    """Pack a folder of extracted member files (``Cu_2700cwm_train.xyz``, ..., and ``PROVENANCE.json`` if
+    there) into a zip with the published member names and fixed timestamps, so the same files always give the
+    same md5; returns it. Files that are not TM23 members are left out; a folder with none is an error."""
+    from .hashes import file_md5
+
+    folder = Path(folder)
+    wanted = {f"{m.group(1)}_{m.group(2)}.xyz" for name in _published_names() if (m := _MEMBER_RE.match(name))}
+    files = sorted(p for p in folder.iterdir() if p.is_file() and (p.name in wanted or p.name == "PROVENANCE.json"))
+    if not any(p.suffix == ".xyz" for p in files):
+        raise ArchiveError(f"{folder}: no TM23 member files (expected names like Cu_2700cwm_train.xyz, "
+                           "Ti_cold_nequip_test.xyz)")  # fmt: skip
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for file in files:
+            if file.stat().st_size > config.max_member_bytes():
+                raise UnsafeArchiveError(f"{file}: {file.stat().st_size} bytes, above the member limit "
+                                         f"{config.max_member_bytes()} (TM23_MAX_MEMBER_BYTES)")  # fmt: skip
+            with open(file, "rb") as src, zf.open(_zipinfo(f"{manifest.MEMBER_DIR}/{file.name}"), "w") as dst:
+                while block := src.read(1 << 20):
+                    dst.write(block)
+    return file_md5(path)
+
+
+def _published_names():
+    return [manifest.member_name(e.symbol, k.name) for e in elements.all_elements() for k in manifest.MEMBER_KINDS]
+
+
 def _zipinfo(name: str) -> zipfile.ZipInfo:
     info = zipfile.ZipInfo(name, date_time=(2024, 3, 16, 20, 24, 23))  # fixed: same frames, same bytes
     info.compress_type = zipfile.ZIP_DEFLATED

@@ -4,7 +4,7 @@ the entry-point group ``tm23data.cli`` (a ``register(subparsers)`` function each
 
 The command only parses and prints: every decision is the library's. Errors the package raises on purpose
 (:class:`tm23data.errors.TM23Error`) and OS errors are printed as one line naming what to fix; ``-v`` shows
-the traceback. Global options (``--home``, ``--offline``, ``-v``) work before or after the subcommand.
+the traceback. Global options (``--home``, ``--archive``, ``--offline``, ``-v``) work before or after the subcommand.
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        with config.settings(home=args.home, offline_reason="--offline was given" if args.offline else None):
+        with config.settings(home=args.home, offline_reason="--offline was given" if args.offline else None,
+                             archive=args.archive):  # fmt: skip
             return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
@@ -68,6 +69,8 @@ def _global_options(p: argparse.ArgumentParser, *, suppress: bool) -> None:
     subcommand is not reset by the subcommand's parser."""
     kw = {"default": argparse.SUPPRESS} if suppress else {}
     p.add_argument("--home", metavar="DIR", help="cache root (overrides TM23_HOME)", **kw)
+    p.add_argument("--archive", metavar="NAME|PATH", help="which archive: a name or md5 from `tm23 archives`, a zip, "
+                   "a folder of member files, or URL#md5=HEX (as TM23_ARCHIVE; default: the published one)", **kw)
     p.add_argument("--offline", action="store_true", help="never touch the network (as TM23_OFFLINE=1)", **kw)
     p.add_argument("-v", "--verbose", action="store_true", help="log more and show tracebacks", **kw)
 
@@ -121,11 +124,19 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_download)
 
     p = sub.add_parser("import", help="adopt a manually downloaded (or self-built) archive after verifying it",
-                       description="Check the zip's md5 (the published one, TM23_MD5, or --md5) and copy it into "
-                       "the cache atomically.")  # fmt: skip
+                       description="Check the zip's md5 (the published one, TM23_MD5 or --md5; with --name alone, "
+                       "the zip is your own archive and its md5 is recorded), copy it into the cache atomically and "
+                       "list it in `tm23 archives`.")  # fmt: skip
     p.add_argument("path", metavar="PATH.zip", help="the archive to import")
     p.add_argument("--md5", help="expected md5 of an archive you built or mirrored yourself")
+    p.add_argument("--name", help="name to use it by (--archive NAME, archive=NAME); default: the file name")
     p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("archives", help="the archives in the cache: names, md5s, elements, where they came from",
+                       description="List every archive the cache holds (and the published one, downloaded or not) "
+                       "with the name to pass as --archive / archive=.")  # fmt: skip
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_archives)
 
     p = sub.add_parser("verify", help="re-hash the archive, check the caches and report frame overlaps",
                        description="Recompute the archive's md5, check every cached store against its content "
@@ -139,7 +150,8 @@ def register(sub) -> None:
                        "hashes; --json writes the frozen manifests (frame ids per subset).")  # fmt: skip
     p.add_argument("element", metavar="ELEMENT", help="a TM23 symbol, e.g. Ti")
     p.add_argument("--split", action="append", help="only these splits (repeatable; any {regime}_N works)")
-    p.add_argument("--validation", type=float, help="carve this fraction of train for validation (paper: 0.1)")
+    p.add_argument("--validation", type=validation_arg, help="carve this fraction (0.1, the paper's) or number "
+                   "(270) of train frames for validation")
     p.add_argument("--seed", type=int, default=0, help="seed of the validation carve (default 0)")
     p.add_argument("--json", metavar="OUT", help="write the manifests to OUT ('-' for stdout)")
     p.set_defaults(func=cmd_splits)
@@ -161,7 +173,8 @@ def register(sub) -> None:
     p.add_argument("out", metavar="OUT", help="output folder (created if needed)")
     p.add_argument("--split", default="full", help="standard split (default: full; see `tm23 splits ELEMENT`)")
     p.add_argument("--format", choices=FORMATS, default="extxyz", help="output format (default: extxyz)")
-    p.add_argument("--validation", type=float, help="carve this fraction of train into a validation subset")
+    p.add_argument("--validation", type=validation_arg, help="carve this fraction (0.1) or number (270) of train "
+                   "frames into a validation subset")
     p.add_argument("--seed", type=int, default=0, help="seed of the validation carve (default 0)")
     p.add_argument("--config", dest="config_name", help="hf format: config name (default ELEMENT_SPLIT)")
     p.add_argument("--overwrite", action="store_true", help="replace files that already exist")
@@ -174,9 +187,22 @@ def symbols_arg(text: str) -> list[str]:
     return elements.resolve([s.strip() for s in text.split(",") if s.strip()])
 
 
-def check_fraction(value: float | None, what: str = "--validation") -> None:
-    if value is not None and not 0 < value < 1:
-        raise UsageError(f"{what} must be a fraction between 0 and 1 (paper: 0.1), got {value}")
+def validation_arg(text: str) -> float | int:
+    """``--validation``: ``0.1`` (a fraction of train) or ``270`` (a number of frames); checked by the command."""
+    try:
+        return int(text) if text.strip().isdigit() else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a fraction (0.1) nor a number of frames (270)") from None
+
+
+def checked_validation(value):
+    """``--validation`` checked before anything is loaded (the error names the option)."""
+    from .splits import check_validation
+
+    try:
+        return check_validation(value)
+    except UsageError as err:
+        raise UsageError(f"--{err}") from None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -235,11 +261,44 @@ def cmd_import(args) -> int:
     from . import config
     from .fetch import import_archive
 
-    source = config.archive_source(md5=args.md5) if args.md5 else config.archive_source()
-    target = import_archive(args.path, source)
+    from .hashes import file_md5
+    from .registry import find
+
+    if args.md5:
+        source = config.archive_source(md5=args.md5)
+    elif args.name:  # your own archive: its md5 is what it is (never the published archive's by mistake)
+        source = config.archive_source(md5=file_md5(args.path))
+    else:
+        source = config.archive_source()
+    target = import_archive(args.path, source, name=args.name)
+    entry = find(source.md5)
     print(f"verified (md5 {source.md5}) and cached: {target}")
+    print(f"name: {entry.name}; {entry.origin['summary']}; elements: {', '.join(entry.elements) or 'none'}")
     if not source.is_published:
-        print(f"This is not the published archive. To use it: export TM23_MD5={source.md5}")
+        print(f"This is not the published archive. Use it with --archive {entry.name} (Python: "
+              f"archive={entry.name!r}), or export TM23_MD5={source.md5}")  # fmt: skip
+    return 0
+
+
+def _origin_words(origin: dict) -> str:
+    """A table cell: ``published TM23 (VASP/PBE)``, ``NOT TM23: generated (EMT)``, ``NOT TM23: unknown origin``."""
+    if origin.get("published"):
+        return "published TM23 (VASP/PBE)"
+    return f"NOT TM23: generated ({origin.get('method')})" if origin.get("kind") == "generated" else "NOT TM23: unknown origin"
+
+
+def cmd_archives(args) -> int:
+    from .registry import entries
+
+    listed = entries()
+    if args.json:
+        print(json.dumps([e.to_json() for e in listed], indent=2))
+        return 0
+    rows = [[e.name, e.md5, "yes" if e.present else "no", len(e.elements) if len(e.elements) > 3 else
+             ",".join(e.elements) or "-", _origin_words(e.origin),
+             (e.imported or "-")[:19]] for e in listed]  # fmt: skip
+    print(text_table(["name", "md5", "cached", "elements", "data", "imported"], rows))
+    print("\nUse one with --archive NAME (any command), archive=NAME (Python) or TM23_ARCHIVE=NAME.")
     return 0
 
 
@@ -284,7 +343,7 @@ def cmd_splits(args) -> int:
     from .splits import STANDARD_SPLITS, get_split
     from .store import load_store
 
-    check_fraction(args.validation)
+    args.validation = checked_validation(args.validation)
     definitions = [get_split(name) for name in (args.split or STANDARD_SPLITS)]  # names checked before any I/O
     store = load_store(elements.get(args.element).symbol)
     rows, manifests = [], []
@@ -308,14 +367,15 @@ def cmd_splits(args) -> int:
 
 
 def cmd_stats(args) -> int:
-    from .stats import element_stats
+    from .stats import stats_report
 
-    report = {el: element_stats(el) for el in elements.resolve(args.elements)}
+    report = stats_report(elements.resolve(args.elements))
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    for el, per_regime in report.items():
-        print(f"{el}:")
+    for el, stats in report.items():
+        per_regime = stats["regimes"]
+        print(f"{el}: {stats['data_origin']['summary']}")
         rows = [[regime, s["frames"], s["atoms_per_frame"], s["temperature_K"], _fmt(s["mav"]["energy_per_atom"]),
                  _fmt(s["mav"]["forces"]), _fmt(s["mav"]["stress"]), _fmt(s["mean_energy_per_atom"])]
                 for regime, s in per_regime.items()]  # fmt: skip
@@ -331,7 +391,7 @@ def _fmt(x) -> str:
 def cmd_export(args) -> int:
     from .export import export
 
-    check_fraction(args.validation)
+    args.validation = checked_validation(args.validation)
     written = export(symbols_arg(args.element), args.split, args.format, args.out, validation=args.validation,
                      seed=args.seed, config_name=args.config_name, overwrite=args.overwrite,
                      progress=not args.no_progress)  # fmt: skip

@@ -33,10 +33,10 @@ from .errors import UsageError
 #: Per-atom columns of a ``load_tm23`` row (concatenated over frames) and their trailing shapes.
 PER_ATOM = {"atomic_numbers": (), "positions": (3,), "forces": (3,)}
 #: Per-frame columns (stacked over frames).
-PER_FRAME = {"natoms": (), "energy": (), "stress": (3, 3), "cell": (3, 3), "pbc": (3,)}
+PER_FRAME = {"natoms": (), "energy": (), "free_energy": (), "stress": (3, 3), "cell": (3, 3), "pbc": (3,)}
 #: String columns, returned as lists.
 STRINGS = ("frame_id", "element", "regime")
-FLOATS = ("positions", "forces", "energy", "stress", "cell")
+FLOATS = ("positions", "forces", "energy", "free_energy", "stress", "cell")
 
 
 def edge_vectors(pos, edge_index, cell_shifts, cell, batch=None, strain=None) -> torch.Tensor:

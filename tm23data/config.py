@@ -2,6 +2,8 @@
 long-running processes see changes).
 
 - ``TM23_HOME``: cache root (default: the user's cache directory, e.g. ``~/.cache/tm23data``).
+- ``TM23_ARCHIVE``: which archive every command uses (a name or md5 from ``tm23 archives``, a path to a zip or
+  a folder of member files, or ``URL#md5=HEX``; see :mod:`tm23data.registry`); ``tm23 --archive`` sets it.
 - ``TM23_URL``: one or more mirror URLs (space or comma separated) that replace the published ones.
 - ``TM23_MD5``: the md5 of the archive those URLs serve (default: the published archive's md5).
 - ``TM23_OFFLINE=1``: never touch the network.
@@ -40,11 +42,13 @@ _offline_reason: str | None = None
 
 
 @contextmanager
-def settings(*, home: str | os.PathLike | None = None, offline_reason: str | None = None) -> Iterator[None]:
-    """Within the block, use the cache root ``home`` and (with ``offline_reason``, e.g. "--offline was given")
-    never touch the network; child processes inherit both (``TM23_HOME``, ``TM23_OFFLINE``). Restored after."""
+def settings(*, home: str | os.PathLike | None = None, offline_reason: str | None = None,
+             archive: str | None = None) -> Iterator[None]:  # fmt: skip
+    """Within the block, use the cache root ``home``, (with ``offline_reason``, e.g. "--offline was given")
+    never touch the network, and use ``archive`` (see ``TM23_ARCHIVE``); child processes inherit all three
+    (``TM23_HOME``, ``TM23_OFFLINE``, ``TM23_ARCHIVE``). Restored after."""
     global _offline_reason
-    saved = {k: os.environ.get(k) for k in ("TM23_HOME", "TM23_OFFLINE")}
+    saved = {k: os.environ.get(k) for k in ("TM23_HOME", "TM23_OFFLINE", "TM23_ARCHIVE")}
     saved_reason = _offline_reason
     try:
         if home is not None:
@@ -52,6 +56,8 @@ def settings(*, home: str | os.PathLike | None = None, offline_reason: str | Non
         if offline_reason is not None:
             os.environ["TM23_OFFLINE"] = "1"
             _offline_reason = offline_reason
+        if archive is not None:
+            os.environ["TM23_ARCHIVE"] = str(archive)
         yield
     finally:
         _offline_reason = saved_reason
@@ -127,7 +133,12 @@ class ArchiveSource:
 
 
 def archive_source(md5: str | None = None, urls: str | list[str] | tuple[str, ...] | None = None) -> ArchiveSource:
-    """The archive meant by the arguments, else by ``TM23_URL``/``TM23_MD5``, else the published one."""
+    """The archive meant by the arguments, else by ``TM23_ARCHIVE``, else by ``TM23_URL``/``TM23_MD5``, else
+    the published one."""
+    if md5 is None and urls is None and os.environ.get("TM23_ARCHIVE", "").strip():
+        from .registry import resolve  # the registry reads archives; imported here, when it is asked for
+
+        return resolve(os.environ["TM23_ARCHIVE"].strip())
     what = "md5" if md5 else "TM23_MD5" if os.environ.get("TM23_MD5") else "md5"
     md5 = check_md5(md5 or os.environ.get("TM23_MD5") or manifest.ARCHIVE_MD5, what)
     if urls is None:

@@ -7,12 +7,11 @@ the three AIMD temperatures are derived from them (0.25, 0.75, 1.25 x T_melt), n
 from __future__ import annotations
 
 import csv
-import difflib
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
-from .errors import UsageError
+from .errors import UsageError, did_you_mean
 
 #: Regime name -> fraction of the melting temperature at which the AIMD ran (paper, Methods).
 REGIME_FRACTIONS: dict[str, float] = {"cold": 0.25, "warm": 0.75, "melt": 1.25}
@@ -110,6 +109,5 @@ def _unknown_message(symbol: object) -> str:
     elif text in atomic_numbers:
         hint = f" {text} is an element, but not one of the 27 d-block metals in TM23."
     else:
-        close = difflib.get_close_matches(text, list(table), n=3, cutoff=0.5)
-        hint = (" Did you mean " + " or ".join(repr(c) for c in close) + "?") if close else ""
+        hint = did_you_mean(text, table, n=3, cutoff=0.5)
     return f"{symbol!r} is not a TM23 element.{hint} Valid symbols: {', '.join(symbols())}."

@@ -32,3 +32,11 @@ class ChecksumError(DataError):
 
 class StepError(TM23Error, RuntimeError):
     """A step (download, build, training run, job submission) cannot go on; the message says why and what to do."""
+
+
+def did_you_mean(name: object, choices, *, n: int = 1, cutoff: float = 0.6) -> str:
+    """`` Did you mean 'x'?`` (or ``'x' or 'y'``) for the closest of ``choices`` to ``name``, else ``""``."""
+    import difflib
+
+    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=n, cutoff=cutoff)
+    return (" Did you mean " + " or ".join(repr(c) for c in close) + "?") if close else ""

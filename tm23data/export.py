@@ -47,6 +47,7 @@ def export(
     overwrite: bool = False,
     source=None,
     progress: bool = True,
+    archive=None,
 ) -> list[Path]:
     """Export ``split`` of each element in ``element`` as ``format`` into the folder ``out``; returns the
     files written (for ``hf`` the README.md last). One set of files (one config) per element."""
@@ -60,7 +61,8 @@ def export(
     out = _folder(out)
     written: list[Path] = []
     for symbol in symbols:
-        selection = Selection.open(symbol, split, validation=validation, seed=seed, source=source, progress=progress)
+        selection = Selection.open(symbol, split, validation=validation, seed=seed, source=source, progress=progress,
+                                   archive=archive)  # fmt: skip
         written += writer(selection, out, overwrite=overwrite, progress=progress,
                           **({"config_name": config_name} if format == "hf" else {}))  # fmt: skip
     return written
@@ -111,9 +113,13 @@ def export_extxyz(selection, out, *, overwrite=False, progress=True):
 
     targets = {name: Path(out) / f"{_stem(selection)}_{name}.xyz" for name in selection.subsets}
     _refuse_existing(targets.values(), overwrite)
+    origin = selection.origin.summary()
     for name, target in targets.items():
+        frames = selection.to_atoms(name)
+        for atoms in frames:  # every comment line says where the frame came from
+            atoms.info["data_origin"] = origin
         with atomic_path(target) as tmp:
-            ase.io.write(tmp, selection.to_atoms(name), format="extxyz")
+            ase.io.write(tmp, frames, format="extxyz")
     return list(targets.values())
 
 
@@ -123,7 +129,7 @@ def export_parquet(selection, out, *, overwrite=False, progress=True):
     subsets = selection.to_hf()
     for name, target in targets.items():
         with atomic_path(target) as tmp:
-            _to_parquet(subsets[name], tmp, progress)
+            _to_parquet(subsets[name], tmp, selection)
     return list(targets.values())
 
 
@@ -141,8 +147,10 @@ def export_asedb(selection, out, *, overwrite=False, progress=True):
                     info = atoms.info
                     db.write(atoms, subset=name, split=split, frame_id=info["frame_id"], regime=info["regime"],
                              tm23_element=info["element"])  # fmt: skip
+        origin = selection.origin
         db.metadata = {
-            "title": f"TM23 {element}, split {split}",
+            "title": f"TM23 {element}, split {split}" + ("" if origin.published else f" - {origin.short()}"),
+            "data_origin": origin.to_json(),
             "units": "Å, eV, eV/Å, eV/Å³ (ASE sign)",
             "license": "CC-BY-4.0",
             "doi": "10.1038/s41524-024-01264-z",
@@ -179,9 +187,10 @@ def export_hf(selection, out, *, config_name=None, overwrite=False, progress=Tru
                 stale.unlink()
         for name, ds in subsets.items():
             with atomic_path(targets[name]) as tmp:
-                _to_parquet(ds, tmp, progress)
+                _to_parquet(ds, tmp, selection)
         record = selection.to_json()[0]
-        record.update(config=config, sizes=selection.sizes(), units="Å, eV, eV/Å, eV/Å³ (ASE sign)")
+        record.update(config=config, sizes=selection.sizes(), units="Å, eV, eV/Å, eV/Å³ (ASE sign)",
+                      data_origin=selection.origin.to_json())
         write_atomic(folder / "split_manifest.json", json.dumps(record, indent=1))
         write_atomic(readme, _dataset_card(out, readme, config, subsets))
     return [*targets.values(), folder / "split_manifest.json", readme]
@@ -232,29 +241,51 @@ def _dataset_card(out: Path, readme: Path, config: str, subsets: dict) -> str:
 def _card_body(out: Path, configs: list[str], manifest) -> str:
     from .hf import CITATION, COLUMNS
 
-    rows = []
+    rows, not_published = [], []
     for name in configs:
         record_path = out / "data" / name / "split_manifest.json"
         record = json.loads(record_path.read_text()) if record_path.exists() else {}
         sizes = ", ".join(f"{k} {v}" for k, v in record.get("sizes", {}).items()) or "-"
-        rows.append(f"| `{name}` | {record.get('element', '-')} | {record.get('split', '-')} | {sizes} |")
+        origin = record.get("data_origin") or {"published": False, "summary": "unknown (no record)"}
+        if not origin.get("published"):
+            not_published.append(f"- `{name}`: {origin.get('summary')}")
+        rows.append(f"| `{name}` | {record.get('element', '-')} | {record.get('split', '-')} | {sizes} | "
+                    f"{'published TM23 (VASP/PBE)' if origin.get('published') else '**NOT published TM23 data**'} |")
     columns = "\n".join(f"| `{k}` | {v} |" for k, v in COLUMNS.items())
     example = configs[0] if configs else "Cu_full"
+    if not_published:
+        about = f"""> **WARNING: NOT THE PUBLISHED TM23 DATA.** {len(not_published)} of the {len(configs)} configs below were
+> not made from the published TM23 archive (VASP 5.4.1, PBE). Their labels are not the paper's DFT labels;
+> do not report numbers on them as TM23 results, and do not upload this folder as TM23.
+>
+""" + "\n".join(f"> {line}" for line in not_published) + """
+
+Frames in the format of the TM23 benchmark (Owen, Torrisi et al., *npj Comput. Mater.* **10**, 92 (2024)):
+periodic cells of d-block metals at 0.25, 0.75 and 1.25 x the melting temperature ("cold", "warm", "melt")
+with energies, forces and stresses, for training and testing machine-learned force fields."""
+        source = """Configs marked NOT published above were generated or supplied locally (their `split_manifest.json`
+holds the archive's md5 and how it was made). The published TM23 data: Materials Cloud Archive, DOI
+"""
+    else:
+        about = """Frames of *ab initio* molecular dynamics of d-block metals from the TM23 benchmark
+(Owen, Torrisi et al., *npj Comput. Mater.* **10**, 92 (2024)): VASP/PBE energies, forces and stresses
+of periodic cells at 0.25, 0.75 and 1.25 x the melting temperature ("cold", "warm", "melt"), for
+training and testing machine-learned force fields."""
+        source = "Original data: Materials Cloud Archive, DOI "
+    licence = (" This folder re-packages it without changing any value; cite the original work when you use it."
+               if not not_published else " Cite the original work when you use TM23.")  # fmt: skip
     return f"""
 {CARD_MARKER}
 
-Frames of *ab initio* molecular dynamics of d-block metals from the TM23 benchmark
-(Owen, Torrisi et al., *npj Comput. Mater.* **10**, 92 (2024)): VASP/PBE energies, forces and stresses
-of periodic cells at 0.25, 0.75 and 1.25 x the melting temperature ("cold", "warm", "melt"), for
-training and testing machine-learned force fields.
+{about}
 
 ## Configs
 
 One config per element and standard split (`split_manifest.json` next to each config's Parquet files
 lists the frame ids of every subset and the hash of the archive they came from).
 
-| config | element | split | frames |
-| --- | --- | --- | --- |
+| config | element | split | frames | data |
+| --- | --- | --- | --- | --- |
 {chr(10).join(rows)}
 
 ```python
@@ -277,9 +308,8 @@ Stress follows ASE's convention: `stress = (1/V) dE/d(strain)`, positive = tensi
 
 ## Source and licence
 
-Original data: Materials Cloud Archive, DOI [{manifest.DOI}](https://doi.org/{manifest.DOI})
-({manifest.RECORD_URL}), licensed {manifest.LICENSE} (Creative Commons Attribution 4.0). This folder
-re-packages it without changing any value; cite the original work when you use it.
+{source}[{manifest.DOI}](https://doi.org/{manifest.DOI})
+({manifest.RECORD_URL}), licensed {manifest.LICENSE} (Creative Commons Attribution 4.0).{licence}
 
 ## Citation
 
@@ -301,18 +331,16 @@ def _size_category(n: int) -> str:
 # Helpers
 
 
-def _to_parquet(ds, path: Path, progress: bool) -> None:
-    """``Dataset.to_parquet`` (keeps the HF features in the schema metadata), quiet unless ``progress``."""
-    import datasets
+def _to_parquet(ds, path: Path, selection) -> None:
+    """The Arrow table of ``ds`` as Parquet, with the HF features (schema metadata ``huggingface``, as
+    ``Dataset.to_parquet`` writes it) and where the data came from (``tm23data``: origin, split, hashes)."""
+    import pyarrow.parquet as pq
 
-    was_disabled = datasets.are_progress_bars_disabled()
-    if not progress:
-        datasets.disable_progress_bars()
-    try:
-        ds.to_parquet(str(path))
-    finally:
-        if not progress and not was_disabled:
-            datasets.enable_progress_bars()
+    table = ds.data.table if ds._indices is None else ds.flatten_indices().data.table
+    meta = dict(table.schema.metadata or {})
+    meta[b"tm23data"] = json.dumps({"data_origin": selection.origin.to_json(), "split": selection.split,
+                                    "split_hash": selection.hash, "subset": str(ds.split)}).encode()  # fmt: skip
+    pq.write_table(table.replace_schema_metadata(meta), str(path))
 
 
 def _refuse_existing(paths, overwrite: bool) -> None:

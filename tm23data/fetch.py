@@ -84,7 +84,8 @@ def fetch_archive(
         raise DownloadError(
             f"could not download {source.filename} (md5 {source.md5}):\n  "
             + "\n  ".join(f"{url}: {err}" for url, err in errors)
-            + f"\nDownload it by hand from {manifest.RECORD_URL} and run `tm23 import PATH.zip`."
+            + f"\nDownload it by hand from {manifest.RECORD_URL} and run `tm23 import PATH.zip`. Without a network: "
+            "make a TM23-format archive locally (`tm23 generate`) and `tm23 import` it."
         )
 
 
@@ -151,8 +152,11 @@ def _download(url: str, target: Path, md5: str, *, progress: bool, retry: RetryP
                     break
             except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
                     _Retryable) as err:  # fmt: skip
-                failures += 1
                 progressed = part.exists() and part.stat().st_size > offset
+                why = None if progressed else _unreachable(err)
+                if why:  # no such host, or nothing listening: retrying cannot help, go to the next mirror now
+                    raise DownloadError(why) from None
+                failures += 1
                 attempt = 0 if progressed else attempt + 1  # a drop after progress is resumed, not counted
                 if attempt >= retry.attempts or failures >= retry.attempts * 10:
                     raise DownloadError(f"gave up after {failures} failed requests: {err}") from None
@@ -183,6 +187,26 @@ class _Retryable(Exception):
     pass
 
 
+def _unreachable(err: BaseException) -> str | None:
+    """Why the host cannot be reached at all (its name does not resolve, or nothing listens on the port), or
+    None for a transient failure (a reset, a timeout, a 5xx) that deserves its bounded retries."""
+    import socket
+
+    seen, stack = set(), [err]
+    while stack:
+        e = stack.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, socket.gaierror) or type(e).__name__ == "NameResolutionError":
+            return "the host name does not resolve (no network, or a wrong URL)"
+        if isinstance(e, ConnectionRefusedError):
+            return "connection refused (nothing listens at that address)"
+        stack += [getattr(e, "reason", None), e.__cause__, e.__context__,
+                  *(a for a in getattr(e, "args", ()) if isinstance(a, BaseException))]  # fmt: skip
+    return None
+
+
 def _range_start(resp) -> int | None:
     value = resp.headers.get("Content-Range", "")  # "bytes START-END/TOTAL"
     try:
@@ -209,9 +233,13 @@ def _read_validator(meta: Path, url: str) -> str | None:
     return info.get("validator") if info.get("url") == url else None
 
 
-def import_archive(path: str | os.PathLike, source: ArchiveSource | None = None) -> Path:
-    """Adopt a manually downloaded archive: verify its md5, then copy it atomically into the cache."""
+def import_archive(path: str | os.PathLike, source: ArchiveSource | None = None, *, name: str | None = None,
+                   stamp: tuple | None = None) -> Path:  # fmt: skip
+    """Adopt a manually downloaded or self-built archive: verify its md5, copy it atomically into the cache and
+    list it in the cache's registry (under ``name``; see :mod:`tm23data.registry`)."""
     from filelock import FileLock
+
+    from .registry import register
 
     path = Path(path)
     if not path.is_file():
@@ -220,10 +248,10 @@ def import_archive(path: str | os.PathLike, source: ArchiveSource | None = None)
     actual = file_md5(path)
     if actual != source.md5:
         raise md5_mismatch(f"{path}", source.md5, actual)
-    name = source.filename
-    if name == config.CUSTOM_ARCHIVE_NAME and re.fullmatch(r"[\w+-][\w.+-]*\.zip", path.name):
-        name = path.name  # a self-built archive keeps its own (safe, .zip) name
-    target = source.archive_dir() / name
+    filename = source.filename
+    if filename == config.CUSTOM_ARCHIVE_NAME and re.fullmatch(r"[\w+-][\w.+-]*\.zip", path.name):
+        filename = path.name  # a self-built archive keeps its own (safe, .zip) name
+    target = source.archive_dir() / filename
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
         if not target.exists():
@@ -232,4 +260,5 @@ def import_archive(path: str | os.PathLike, source: ArchiveSource | None = None)
                 copied = file_md5(tmp)
                 if copied != source.md5:  # the file changed while it was being copied
                     raise md5_mismatch(f"copy of {path}", source.md5, copied)
+    register(target, source.md5, name=name, source=str(path.resolve()), stamp=stamp)
     return target

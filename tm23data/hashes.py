@@ -25,3 +25,12 @@ def array_digest(array: np.ndarray) -> str:
     import xxhash
 
     return xxhash.xxh3_64_hexdigest(np.ascontiguousarray(array).data.cast("B"))
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = CHUNK) -> str:
+    """Hex sha256 of a file (model weights are identified by it)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()

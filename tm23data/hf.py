@@ -18,6 +18,7 @@ import numpy as np
 from . import manifest
 from .config import ArchiveSource
 from .errors import UsageError
+from .splits import check_subset
 from .store import REGIME_NAMES, Store
 
 if TYPE_CHECKING:
@@ -28,6 +29,9 @@ if TYPE_CHECKING:
 FORMATS = (None, "python", "numpy", "torch", "arrow", "pandas", "ase")
 
 #: Columns of every row, in order, with their units.
+#: Part of every Dataset fingerprint: bump it when the columns change, so HF's caches are not reused.
+TABLE_VERSION = "columns-2"  # 2: free_energy
+
 COLUMNS = {
     "frame_id": "stable identifier, e.g. 'Ti-cold-0123' (element, regime, index in the trajectory)",
     "element": "chemical symbol",
@@ -37,6 +41,7 @@ COLUMNS = {
     "positions": "(N, 3) Å",
     "forces": "(N, 3) eV/Å",
     "energy": "total energy of the cell, eV",
+    "free_energy": "free energy of the cell (the extxyz free_energy key, with the smearing entropy), eV; NaN if absent",
     "stress": "(3, 3) eV/Å³, ASE sign convention (positive = tensile); NaN if absent",
     "cell": "(3, 3) Å, rows are lattice vectors",
     "pbc": "(3,) periodic boundary conditions",
@@ -53,6 +58,7 @@ def load_tm23(
     format: str | None = None,
     source: ArchiveSource | None = None,
     progress: bool = True,
+    archive=None,
 ):
     """Load a TM23 split.
 
@@ -63,20 +69,26 @@ def load_tm23(
             ``melt_100`` ... ``melt_900`` (or any ``{regime}_{N}``); see ``tm23 splits``.
         subset: return one ``Dataset`` instead of a ``DatasetDict``: ``"train"``, ``"test"``,
             ``"validation"``, or an HF split string such as ``"train[:100]"``, ``"test[10%:]"``.
-        validation: carve this seeded random fraction of train into a ``validation`` subset
-            (the paper used 0.1 for NequIP).
+        validation: carve this seeded random fraction of train (a float; the paper used 0.1 for NequIP) or
+            this number of train frames (an int) into a ``validation`` subset.
         seed: seed of the validation carve.
         format: ``None`` (Python objects), ``"numpy"``, ``"torch"`` (both keep float64),
             ``"arrow"``, ``"pandas"``, or ``"ase"`` (lists of ``ase.Atoms`` with a SinglePointCalculator).
         source: which archive (default: ``TM23_URL``/``TM23_MD5`` or the published one).
         progress: show progress bars while downloading or building the cache.
+        archive: which archive: a name or md5 from ``tm23 archives``, a path to a TM23-format zip (imported on
+            first use) or to a folder of extracted member files, or ``URL#md5=HEX``; default: ``TM23_ARCHIVE``,
+            ``TM23_MD5``, else the published archive.
 
     The same split as numpy arrays, without importing ``datasets``: :class:`tm23data.selection.Selection`.
     """
     from .selection import Selection
 
     check_format(format)
-    selection = Selection.open(element, split, validation=validation, seed=seed, source=source, progress=progress)
+    if subset is not None:
+        check_subset(subset, split, validation)  # a typo is reported before any download
+    selection = Selection.open(element, split, validation=validation, seed=seed, source=source, progress=progress,
+                               archive=archive)  # fmt: skip
     if format == "ase":
         return selection.to_atoms(subset)
     return to_datasets(selection, subset=subset, format=format)
@@ -117,6 +129,7 @@ def features() -> datasets.Features:
             "positions": Array2D((None, 3), "float64"),
             "forces": Array2D((None, 3), "float64"),
             "energy": Value("float64"),
+            "free_energy": Value("float64"),
             "stress": Array2D((3, 3), "float64"),
             "cell": Array2D((3, 3), "float64"),
             "pbc": List(Value("bool"), length=3),
@@ -170,6 +183,7 @@ def _whole_table(store: Store):
         "positions": rows_of(frames.positions, offsets, (None, 3)),
         "forces": rows_of(frames.forces, offsets, (None, 3)),
         "energy": pa.array(frames.energy),
+        "free_energy": pa.array(frames.free_energy),
         "stress": rows_of(frames.stress, per_frame_3, (3, 3)),
         "cell": rows_of(frames.cell, per_frame_3, (3, 3)),
         "pbc": pa.FixedSizeListArray.from_arrays(pa.array(frames.pbc.reshape(-1)), 3),
@@ -183,7 +197,8 @@ def _dataset(selection: Selection, wholes, subset: str):
     blocks = selection.blocks(subset)
     table = pa_concat([arrow_table(store, idx, whole=w) for (store, idx), w in zip(blocks, wholes)])
     key = ":".join(
-        [s.fingerprint for s in selection.stores]
+        [TABLE_VERSION]
+        + [s.fingerprint for s in selection.stores]
         + [m.hash for m in selection.manifests]
         + [hashlib.sha256(np.ascontiguousarray(idx).tobytes()).hexdigest() for _, idx in blocks]
     )
@@ -192,7 +207,7 @@ def _dataset(selection: Selection, wholes, subset: str):
     ds = datasets.Dataset(table, split=datasets.NamedSplit(subset), fingerprint=hashlib.sha256(key.encode()).hexdigest()[:16])
     ds.info.description = (
         f"TM23 {'+'.join(selection.elements)}, split {selection.split}, subset {subset} (Owen, Torrisi et al., "
-        "npj Comput. Mater. 2024). Units: Å, eV, eV/Å, eV/Å³ (ASE sign)."
+        f"npj Comput. Mater. 2024). Units: Å, eV, eV/Å, eV/Å³ (ASE sign). Data: {selection.origin.summary()}."
     )
     ds.info.citation, ds.info.homepage, ds.info.license = CITATION, manifest.RECORD_URL, manifest.LICENSE
     return ds

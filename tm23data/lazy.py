@@ -9,7 +9,8 @@ from typing import Any, Callable
 
 #: Third-party import name -> the tm23data extra that installs it.
 EXTRAS = {"torch": "torch", "torch_geometric": "pyg", "vesin": "pyg", "nequip": "nequip", "flare": "flare",
-          "chgnet": "generation", "pymatgen": "generation", "matplotlib": "plot"}  # fmt: skip
+          "chgnet": "generation", "pymatgen": "generation", "matplotlib": "plot",
+          "sevenn": "models", "phonopy": "models"}  # fmt: skip
 
 
 def lazy_getattr(package: str, table: dict[str, tuple[str, str]], namespace: dict) -> Callable[[str], Any]:

@@ -18,13 +18,12 @@ through its constructor, so each class's own checks (``__post_init__``) run on t
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import types
 import typing
 from typing import Any
 
-from .errors import UsageError
+from .errors import UsageError, did_you_mean
 
 _TRUE = {"1", "true", "yes", "on", "t", ".true."}
 _FALSE = {"0", "false", "no", "off", "f", ".false."}
@@ -236,7 +235,6 @@ def _name(hint) -> str:
 
 def _unknown(key: str, cls, prefix: str, label: str) -> str:
     valid = [f"{prefix}{k}" for k in keys(cls)]
-    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
+    hint = did_you_mean(key, valid)
     what = f"unknown {label} settings: {key!r}." if label else f"unknown setting {key!r}."
     return f"{what}{hint} Valid settings: {', '.join(valid)}"

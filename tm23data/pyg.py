@@ -10,7 +10,7 @@
 
 Each ``Data`` holds one frame: ``pos`` (N, 3) Å, ``z`` (N,) atomic numbers, ``cell`` (1, 3, 3) Å (rows
 are lattice vectors), ``pbc`` (1, 3), ``edge_index`` (2, E) and integer ``cell_shifts`` (E, 3) of the
-full periodic radius graph at ``cutoff``, ``energy`` (1,) eV, ``forces`` (N, 3) eV/Å, ``stress``
+full periodic radius graph at ``cutoff``, ``energy`` and ``free_energy`` (1,) eV (NaN if absent), ``forces`` (N, 3) eV/Å, ``stress``
 (1, 3, 3) eV/Å³ with ASE's sign (positive = tensile; NaN if the frame has none), ``natoms`` (1,),
 ``regime`` ('cold', 'warm', 'melt' or 'unknown'), ``frame_id`` and ``element`` (strings). Per-frame
 tensors have a leading 1, so a ``Batch`` stacks them to (B, ...).
@@ -40,6 +40,7 @@ from .config import ArchiveSource
 from .errors import UsageError
 from .neighbors import Graphs, check_cutoff, load_graphs
 from .selection import Selection
+from .splits import check_subset
 from .store import REGIME_NAMES
 
 __all__ = ["TM23Dataset", "edge_vectors", "frame_to_data"]
@@ -61,6 +62,8 @@ class TM23Dataset(Dataset):
         source: which archive (default: ``TM23_URL``/``TM23_MD5`` or the published one).
         cache_root: folder of the graph cache (default ``$TM23_HOME/processed/graphs``).
         progress: show progress bars while building stores or graphs.
+        archive: which archive (a name from ``tm23 archives``, a zip, a folder of member files, URL#md5=HEX);
+            see :func:`tm23data.load_tm23`.
     """
 
     def __init__(
@@ -77,10 +80,13 @@ class TM23Dataset(Dataset):
         source: ArchiveSource | None = None,
         cache_root=None,
         progress: bool = True,
+        archive=None,
     ):
         _check_dtype(dtype)
         cutoff = check_cutoff(cutoff)
-        selection = Selection.open(element, split, validation=validation, seed=seed, source=source, progress=progress)
+        check_subset(subset, split, validation)  # a typo is reported before any download
+        selection = Selection.open(element, split, validation=validation, seed=seed, source=source, progress=progress,
+                                   archive=archive)  # fmt: skip
         self._setup(selection, subset, cutoff, dtype=dtype, transform=transform, cache_root=cache_root,
                     progress=progress)  # fmt: skip
 
@@ -181,6 +187,7 @@ def frame_to_data(store, frame: int, graphs: Graphs, dtype: torch.dtype = torch.
         edge_index=torch.from_numpy(edge_index),
         cell_shifts=torch.from_numpy(shifts),
         energy=torch.tensor([fr.energy[frame]], dtype=dtype),
+        free_energy=torch.tensor([fr.free_energy[frame]], dtype=dtype),
         forces=torch.tensor(fr.forces[a:b], dtype=dtype),
         stress=torch.tensor(fr.stress[frame], dtype=dtype).unsqueeze(0),
         natoms=torch.tensor([b - a], dtype=torch.int64),

@@ -32,6 +32,7 @@ from . import elements
 from .config import ArchiveSource
 from .errors import UsageError
 from .frames import Frames
+from .provenance import Origin, combined
 from .splits import SplitDefinition, SplitManifest, resolve_split
 from .store import Store, load_store
 
@@ -59,21 +60,30 @@ class Selection:
         seed: int = 0,
         source: ArchiveSource | None = None,
         progress: bool = True,
+        archive=None,
     ) -> Selection:
         """Load the store of each element of ``element`` (a symbol or a list) and resolve ``split`` on it.
 
         Args:
             element: ``"Ti"`` or ``["Cu", "Ti"]``.
             split: a standard split name (``tm23 splits`` lists them) or a :class:`SplitDefinition`.
-            validation: carve this seeded random fraction of train into ``validation`` (paper, NequIP: 0.1).
+            validation: carve this seeded random fraction (a float; paper, NequIP: 0.1) or number (an int) of
+                train frames into ``validation``.
             seed: seed of that carve.
-            source: which archive (default: ``TM23_URL``/``TM23_MD5`` or the published one).
+            source: which archive, as an :class:`ArchiveSource` (``archive`` is the friendlier way).
             progress: show progress bars while downloading or building a store.
+            archive: which archive: a name or md5 from ``tm23 archives``, a path to a zip or to a folder of
+                member files, or ``URL#md5=HEX`` (default: ``TM23_ARCHIVE``, ``TM23_MD5``, else the published one).
         """
-        from .splits import get_split
+        from .splits import check_validation, get_split
 
+        validation = check_validation(validation)  # checked, like the names, before any download
         symbols = elements.resolve(element)
         definition = split if isinstance(split, SplitDefinition) else get_split(split)  # checked before any download
+        if archive is not None or (source is not None and not isinstance(source, ArchiveSource)):
+            from .registry import resolve  # so the baselines' source= takes a name or path too
+
+            source = resolve(archive if archive is not None else source)
         stores = [load_store(el, source, progress=progress) for el in symbols]
         return cls.from_stores(stores, definition, validation=validation, seed=seed)
 
@@ -114,6 +124,11 @@ class Selection:
         if len(self.manifests) == 1:
             return self.manifests[0].hash
         return hashlib.sha256(":".join(m.hash for m in self.manifests).encode()).hexdigest()
+
+    @property
+    def origin(self) -> Origin:
+        """Where the frames came from (published archive, generated, or unknown); a mix never reads as published."""
+        return combined(store.origin for store in self.stores)
 
     @property
     def name(self) -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .elements import REGIMES
-from .errors import UsageError
+from .errors import UsageError, did_you_mean
 from .store import Store
 
 SUBSETS = ("train", "validation", "test")
@@ -87,7 +87,7 @@ def get_split(name: str) -> SplitDefinition:
     if m:
         return _learning_curve(m.group(1), int(m.group(2)))
     raise SplitError(
-        f"unknown split {name!r}. Standard splits: {', '.join(STANDARD_SPLITS)}; "
+        f"unknown split {name!r}.{did_you_mean(name, STANDARD_SPLITS)} Standard splits: {', '.join(STANDARD_SPLITS)}; "
         "also {cold,warm,melt}_N for the first N training frames of a regime."
     )
 
@@ -141,6 +141,14 @@ _TERM_RE = re.compile(
 )
 
 
+def check_subset(spec: str, split: str | SplitDefinition, validation: float | None = None) -> None:
+    """Check the split, and the names and grammar of a subset string, before any download or cache build
+    (sizes are not known yet; :meth:`SplitManifest.select` resolves the string later)."""
+    definition = split if isinstance(split, SplitDefinition) else get_split(split)
+    names = ["train", *(["validation"] if validation else []), "test"]
+    parse_subset(spec, dict.fromkeys(names, 10**9), split=definition.name)
+
+
 def parse_subset(spec: str, sizes: dict[str, int], *, split: str = "") -> list[tuple[str, int, int]]:
     """``[(subset, start, stop), ...]`` for an HF-style subset string against subset ``sizes``.
 
@@ -159,7 +167,8 @@ def parse_subset(spec: str, sizes: dict[str, int], *, split: str = "") -> list[t
                              "'test[10%:]', 'train+test')")  # fmt: skip
         name = m.group("name")
         if name not in sizes:
-            raise SplitError(f"bad subset {spec!r}{where}: no subset {name!r}; this split has {', '.join(sizes)}"
+            raise SplitError(f"bad subset {spec!r}{where}: no subset {name!r}.{did_you_mean(name, sizes)} This split "
+                             f"has {', '.join(sizes)}"
                              + ("" if name != "validation" else " (pass validation=F to carve one out of train)"))  # fmt: skip
         rounding = m.group("rounding") or "closest"
         if rounding not in ("closest", "pct1_dropremainder"):
@@ -188,9 +197,11 @@ def parse_subset(spec: str, sizes: dict[str, int], *, split: str = "") -> list[t
 
 
 def resolve_split(
-    store: Store, split: str | SplitDefinition, *, validation: float | None = None, seed: int = 0
+    store: Store, split: str | SplitDefinition, *, validation: float | int | None = None, seed: int = 0
 ) -> SplitManifest:
-    """Resolve ``split`` against ``store``; ``validation`` carves a seeded random fraction out of train."""
+    """Resolve ``split`` against ``store``; ``validation`` carves a seeded random fraction (a float in (0, 1))
+    or count (an integer) of train frames out of train."""
+    validation = check_validation(validation)
     definition = split if isinstance(split, SplitDefinition) else get_split(split)
     subsets = definition.resolve(store)
     if validation:
@@ -211,14 +222,32 @@ def resolve_split(
     )
 
 
-def carve_validation(train: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Split ``train`` into (train, validation) with a seeded random ``fraction`` for validation;
-    both keep trajectory order."""
-    if not 0 < fraction < 1:
-        raise SplitError(f"validation fraction must be between 0 and 1, got {fraction}")
-    n_val = max(1, int(round(fraction * len(train))))
+def check_validation(value) -> float | int | None:
+    """``validation`` as given: a fraction of train in (0, 1) (the paper's NequIP runs: 0.1), or a number of
+    frames (an integer >= 1, as schnetpack's split sizes); 0 and None mean no validation subset."""
+    if value is None or (not isinstance(value, bool) and isinstance(value, (int, float, np.number)) and value == 0):
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+        raise SplitError(f"validation must be a fraction or a count of frames, got {value!r}")
+    if isinstance(value, (int, np.integer)):
+        if value < 1:
+            raise SplitError(f"validation must be a fraction between 0 and 1 or a count >= 1, got {value}")
+        return int(value)
+    if not 0 < value < 1:
+        raise SplitError(f"validation must be a fraction between 0 and 1 (paper: 0.1) or a whole number of frames "
+                         f"(e.g. 270), got {value}")  # fmt: skip
+    return float(value)
+
+
+def carve_validation(train: np.ndarray, validation: float | int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``train`` into (train, validation) with a seeded random fraction (float) or count (int) of its
+    frames for validation; both keep trajectory order."""
+    validation = check_validation(validation)
+    if validation is None:
+        raise SplitError("carve_validation needs a fraction in (0, 1) or a count >= 1")
+    n_val = validation if isinstance(validation, int) else max(1, int(round(validation * len(train))))
     if n_val >= len(train):
-        raise SplitError(f"validation fraction {fraction} leaves no training frames out of {len(train)}")
+        raise SplitError(f"validation {validation} leaves no training frames out of {len(train)}")
     chosen = np.zeros(len(train), dtype=bool)
     chosen[np.random.default_rng(seed).permutation(len(train))[:n_val]] = True
     return train[~chosen], train[chosen]

@@ -38,3 +38,10 @@ def element_stats(symbol: str) -> dict:
             },
         }
     return out
+
+
+def stats_report(symbols) -> dict:
+    """``{element: {"data_origin": ..., "regimes": element_stats(element)}}``: what ``tm23 stats`` prints,
+    with where each element's frames came from."""
+    return {el: {"data_origin": load_store(el, progress=False).origin.to_json(), "regimes": element_stats(el)}
+            for el in symbols}  # fmt: skip

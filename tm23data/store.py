@@ -26,7 +26,7 @@ from .extxyz import READER_VERSION, parse_extxyz
 from .fetch import fetch_archive
 from .frames import HASH_VERSION, Frames
 from .h5io import ChecksummedFile, open_or_build, write_atomically
-from .provenance import utc_now
+from .provenance import Origin, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,11 @@ class Store:
     @property
     def content_hash(self) -> str:
         return str(self.attrs["content_hash"])
+
+    @property
+    def origin(self) -> Origin:
+        """Where these frames came from: the published archive, a generated one, or unknown."""
+        return Origin.of(self.archive_md5, self.attrs.get("provenance"), self.element)
 
     def regime_names(self, indices=None) -> np.ndarray:
         codes = self.regime if indices is None else self.regime[np.asarray(indices)]
@@ -165,6 +170,8 @@ def build_store(element: str, source: ArchiveSource, path: Path, *, progress: bo
 
     archive_path = fetch_archive(source, progress=progress)
     with Archive(archive_path) as archive:
+        if element not in archive.elements():
+            raise StoreError(_not_in_archive(element, source, archive.elements()))
         names = archive.members(element)
         parsed: dict[str, Frames] = {}
         for kind in tqdm(list(names), desc=f"{element}: reading archive", disable=not progress, leave=False):
@@ -191,6 +198,25 @@ def build_store(element: str, source: ArchiveSource, path: Path, *, progress: bo
     }
     _write_h5(path, assembled, attrs)
     return path
+
+
+def _not_in_archive(element: str, source: ArchiveSource, present: list[str]) -> str:
+    """Which archive lacks ``element``, how it was chosen, and which archives in the cache have it."""
+    import os
+
+    from .registry import find, having
+
+    entry = find(source.md5)
+    label = f"{entry.name!r} (md5 {source.md5})" if entry else f"md5 {source.md5}"
+    chosen = next((f", chosen by {v}" for v in ("TM23_ARCHIVE", "TM23_MD5") if os.environ.get(v)), "")
+    others = [e for e in having(element) if e.md5 != source.md5]
+    where = ("; archives in the cache that have it: " + ", ".join(
+        f"{e.name!r} (md5 {e.md5}{'' if e.present else ', not downloaded yet'})" for e in others)
+        + f". Pass archive={others[0].name!r} (--archive {others[0].name})"
+        + (", or unset that variable to use the published archive" if chosen else "")) if others else \
+        "; no archive in the cache has it (`tm23 archives` lists them)"  # fmt: skip
+    return (f"{element} is not in the archive {label}{chosen}, which holds {', '.join(present) or 'no element'}"
+            f"{where}")
 
 
 def _check_frames(frames: Frames, element: str, member: str) -> None:

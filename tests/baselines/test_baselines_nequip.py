@@ -347,3 +347,22 @@ def test_learning_curve_reuses_a_finished_run_only_with_the_same_settings(cached
     report = learning_curve.nequip_learning_curve("Cu", features="paper", **kwargs)
     assert trained[2:] == [("melt_4", 32), ("melt_8", 32)]  # Table 2's l_max 1 architecture
     assert [p["num_features"] for p in report["points"]] == [32, 32]
+
+
+def test_the_training_bar_follows_the_epochs_written_by_the_callback(tmp_path):
+    """tm23 demo / baselines show NequIP's progress: epochs and training seconds read from timing.jsonl."""
+    import json
+    import time
+
+    from tm23data.baselines.nequip import _EpochBar, max_time_seconds
+
+    assert max_time_seconds("00:01:02:03") == 3723 and max_time_seconds(90) == 90 and max_time_seconds(None) is None
+    timing = tmp_path / "timing.jsonl"
+    bar = _EpochBar(timing, budget_s=60)
+    lines = [{"event": "fit_start", "time": 0}] + [{"event": "epoch", "epoch": k, "train_s": 7.0 * (k + 1)} for k in range(3)]
+    timing.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    deadline = time.time() + 10
+    while bar.bar.n < 21 and time.time() < deadline:
+        time.sleep(0.2)
+    bar.stop()
+    assert bar.bar.n == 21 and bar.bar.total == 60 and not bar.thread.is_alive()

@@ -87,7 +87,7 @@ def test_splits_and_stats(capsys, cached):
     code, out, _ = run(capsys, "stats", "Cu", "W")
     assert code == 0 and "Cu:" in out and "W:" in out and "melt" in out
     code, out, _ = run(capsys, "stats", "Cu", "--json")
-    stats = json.loads(out)["Cu"]
+    stats = json.loads(out)["Cu"]["regimes"]
     assert stats["cold"]["frames"] == 12 and stats["melt"]["mav"]["forces"] > stats["cold"]["mav"]["forces"]
 
 

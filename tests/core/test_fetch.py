@@ -110,6 +110,53 @@ def test_access_denied_is_final_for_that_mirror(tm23_home, payload):
         good.close()
 
 
+def _closed_port() -> int:
+    """A port on 127.0.0.1 where nothing listens (bound, then released)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_refused_connection_is_final_at_once(tm23_home, payload, caplog):
+    """Nothing listening: the default policy (5 attempts, 1 s backoff) must not be spent on it."""
+    import time
+
+    data, md5 = payload
+    tic = time.perf_counter()
+    with pytest.raises(DownloadError) as err:
+        fetch_archive(source_for([f"http://127.0.0.1:{_closed_port()}/a.zip"], md5), progress=False)
+    assert time.perf_counter() - tic < 2.0
+    assert "connection refused" in str(err.value) and "tm23 generate" in str(err.value)
+    assert not [r for r in caplog.records if "retry" in r.getMessage()]
+
+
+def test_unresolvable_host_is_final_and_the_next_mirror_is_tried(tm23_home, payload, monkeypatch):
+    """A name that does not resolve (what every URL gives without a network): no retries, next mirror."""
+    import socket
+    import time
+
+    real = socket.getaddrinfo
+
+    def resolve(host, *args, **kwargs):
+        if host == "mirror.invalid":
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    data, md5 = payload
+    good = ArchiveServer(data)
+    try:
+        tic = time.perf_counter()
+        path = fetch_archive(source_for(["http://mirror.invalid/a.zip", good.url()], md5), progress=False)
+        assert time.perf_counter() - tic < 2.0 and path.read_bytes() == data
+    finally:
+        good.close()
+    with pytest.raises(DownloadError, match="host name does not resolve"):
+        fetch_archive(source_for(["http://mirror.invalid/b.zip"], "0" * 32), progress=False)
+
+
 def test_redirect_loop_and_unsupported_scheme_fall_through_to_the_next_mirror(tm23_home, payload):
     data, md5 = payload
     looping, good = ArchiveServer(data, default="redirect-loop"), ArchiveServer(data)

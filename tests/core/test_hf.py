@@ -21,7 +21,7 @@ def test_datasetdict_columns_and_values_match_files(cached, synthetic_zip):
     assert isinstance(ds, datasets.DatasetDict) and list(ds) == ["train", "test"]
     assert ds["train"].num_rows == ds["test"].num_rows == N_TRAIN + N_TEST
     expected_columns = {"frame_id", "element", "regime", "natoms", "atomic_numbers", "positions", "forces",
-                        "energy", "stress", "cell", "pbc"}  # fmt: skip
+                        "energy", "free_energy", "stress", "cell", "pbc"}  # fmt: skip
     assert set(ds["train"].column_names) == expected_columns
     # Values are exactly what ASE reads from the member files.
     path, _ = synthetic_zip
@@ -35,6 +35,7 @@ def test_datasetdict_columns_and_values_match_files(cached, synthetic_zip):
     assert np.array_equal(row["positions"], ref.positions)
     assert np.array_equal(row["forces"], ref.get_forces())
     assert row["energy"] == ref.get_potential_energy()
+    assert np.array_equal(row["free_energy"], ref.calc.results.get("free_energy", np.nan), equal_nan=True)
     assert np.array_equal(full_3x3_to_voigt(row["stress"]), ref.get_stress())
     assert np.array_equal(row["cell"], ref.cell.array)
     assert list(row["pbc"]) == [True] * 3 and list(row["atomic_numbers"]) == [22] * len(ref)

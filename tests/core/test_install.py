@@ -6,6 +6,7 @@ every package-data file is found; nothing is installed as a top-level ``generati
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -93,8 +94,11 @@ def test_editable_install_maps_the_three_folders(tmp_path):
 
 @pytest.mark.timeout(300)
 def test_built_wheel_holds_every_module_and_data_file(tmp_path):
-    wheels = tmp_path / "wheels"
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(REPO)],
+    wheels, source = tmp_path / "wheels", tmp_path / "source"
+    # a copy of the checkout, so that setuptools' build/ and *.egg-info land there, not in the repository
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(".git", ".venv*", "build", "*.egg-info", "__pycache__",
+                                                               "tm23-demo", ".tm23", "outputs"))  # fmt: skip
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(source)],
                           capture_output=True, text=True)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     (wheel,) = wheels.glob("tm23data-*.whl")

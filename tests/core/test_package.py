@@ -11,7 +11,7 @@ import pytest
 from support import missing
 
 PACKAGES = ("tm23data", "tm23data.baselines", "tm23data.generation")
-HEAVY = ("torch", "datasets", "h5py", "nequip", "torch_geometric", "flare", "chgnet")
+HEAVY = ("torch", "datasets", "h5py", "nequip", "torch_geometric", "flare", "chgnet", "sevenn", "phonopy")
 
 
 def test_import_is_light():
@@ -37,3 +37,31 @@ def test_every_public_name_resolves_and_unknown_names_raise(package):
     with pytest.raises(AttributeError, match=f"module '{package}' has no attribute 'not_a_name'"):
         getattr(mod, "not_a_name")
     assert not hasattr(mod, "load_tm32")
+
+
+def test_nothing_shipped_points_outside_the_repository():
+    """Messages, docs and data files name only what the repository holds: no notes folder outside it, no
+    Markdown file that does not exist (outputs once pointed at structures.md and tm23_archive.md). In Python
+    files only string literals count (``settings.md`` there is an attribute)."""
+    import io
+    import re
+    import tokenize
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    shipped = [p for folder in ("tm23data", "generation", "baselines", "docs", "examples", "benchmarks", "scripts")
+               for p in (root / folder).rglob("*") if p.is_file() and p.suffix in (".py", ".md", ".csv", ".sh", ".txt", ".json")]
+    shipped += [root / "README.md", root / "dataset_card.md"]
+    known = {p.name for p in root.rglob("*.md") if ".venv" not in p.parts} | {"report.md"}  # report.md: an output
+    bad = []
+    for path in shipped:
+        text = path.read_text(errors="replace")
+        if path.suffix == ".py":
+            text = "\n".join(t.string for t in tokenize.generate_tokens(io.StringIO(text).readline)
+                             if t.type == tokenize.STRING)  # fmt: skip
+        if "shared/reference" in text or "../shared" in text:
+            bad.append(f"{path.relative_to(root)}: points at a notes folder outside the repository")
+        for name in set(re.findall(r"(?<![\w.])([\w-]+\.md)\b(?!\.\w)", text)):
+            if name not in known:
+                bad.append(f"{path.relative_to(root)}: names {name}, which is not in the repository")
+    assert not bad, "\n".join(bad)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from support import N_TEST, N_TRAIN
 
 from tm23data.archive import write_archive
+from tm23data.errors import UsageError
 from tm23data.fetch import import_archive
 from tm23data.generation.synthetic import synthetic_members
 from tm23data.splits import STANDARD_SPLITS, SplitError, carve_validation, get_split, resolve_split
@@ -136,3 +139,52 @@ def test_manifest_json(store):
     record = m.to_json(store)
     assert record["subsets"]["train"]["frame_ids"][0] == "Ti-cold-0000"
     assert record["subsets"]["test"]["size"] == N_TRAIN + N_TEST and record["hash"] == m.hash
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"split": "ful"}, "unknown split 'ful'. Did you mean 'full'?"),
+        ({"split": "colld"}, "Did you mean 'cold'?"),
+        ({"split": "full", "subset": "tset"}, "no subset 'tset'. Did you mean 'test'?"),
+        ({"split": "full", "subset": "train[:5"}, "is not NAME or NAME[FROM:TO]"),
+        ({"split": "full", "subset": "validation"}, "pass validation=F"),
+        ({"split": "full", "format": "torchh"}, "format must be one of"),
+    ],
+)
+def test_names_are_checked_before_any_download(tm23_home, monkeypatch, kwargs, message):
+    """With an empty cache and no network, a typo is reported as a typo, not as the missing archive."""
+    from tm23data import load_tm23
+
+    monkeypatch.setenv("TM23_OFFLINE", "1")
+    with pytest.raises(UsageError, match=re.escape(message)):
+        load_tm23("Cu", **kwargs)
+    assert not tm23_home.exists() or not any(tm23_home.rglob("*.h5"))
+
+
+def test_validation_as_a_count_of_frames(cached):
+    from tm23data import Selection, load_tm23
+    from tm23data.cli import main
+
+    store = load_store("Ti", progress=False)
+    by_count = resolve_split(store, "full", validation=4, seed=1)
+    assert len(by_count.subsets["validation"]) == 4 and len(by_count.subsets["train"]) == 3 * N_TRAIN - 4
+    by_fraction = resolve_split(store, "full", validation=4 / (3 * N_TRAIN), seed=1)
+    assert np.array_equal(by_count.subsets["validation"], by_fraction.subsets["validation"])  # same carve
+    assert by_count.validation == 4 and by_fraction.validation != 4 and by_count.hash == by_fraction.hash
+    assert load_tm23("Ti", "full", validation=4, progress=False)["validation"].num_rows == 4
+    assert Selection.open("Ti", "cold", validation=1, progress=False).sizes() == {"train": N_TRAIN - 1, "validation": 1, "test": N_TEST}
+    assert main(["splits", "Ti", "--split", "cold", "--validation", "2"]) == 0
+
+
+@pytest.mark.parametrize("bad", [1.5, -1, 0.999999 + 1, "0.1", True])
+def test_validation_values_that_mean_nothing_are_refused(bad):
+    from tm23data.splits import check_validation
+
+    with pytest.raises(UsageError, match="validation must be"):
+        check_validation(bad)
+
+
+def test_a_count_as_large_as_train_is_refused(cached):
+    with pytest.raises(UsageError, match="leaves no training frames"):
+        resolve_split(load_store("Ti", progress=False), "cold", validation=N_TRAIN)

@@ -41,7 +41,7 @@ def test_table_covers_the_27_metals_with_source_and_certainty():
     for el, entry in table.items():
         assert entry.source and entry.certainty in ("archive", "pbe", "experimental"), el
         assert entry.structure == elements.get(el).structure, el  # one structure per metal, as the elements table
-    # what structures.md gives as PBE values is marked pbe; hcp values are experimental and say "unverified"
+    # the Materials Project PBE values is marked pbe; hcp values are experimental and say "unverified"
     assert lattice("W").certainty == "pbe" and lattice("W").a_A == pytest.approx(3.1874)
     assert lattice("Zr").certainty == "experimental" and "unverified" in lattice("Zr").source
     assert lattice("Cu").certainty == "archive" and lattice("Cu").a_A == 3.621262

@@ -22,8 +22,10 @@ def example():
 def test_example_trains_and_reports_percent_errors(cached, example, capsys):
     result = example.main(["--element", "Cu", "--split", "cold", "--steps", "30", "--batch-size", "4",
                            "--log-every", "10", "--threads", "1"])  # fmt: skip
-    out = capsys.readouterr().out
-    assert "step   30" in out and "% error = MAE / MAV x 100" in out and "trained MAE: forces" in out
+    captured = capsys.readouterr()
+    out = captured.out
+    assert "% error = MAE / MAV x 100" in out and "trained MAE: forces" in out
+    assert "training: 100%" in captured.err and "30/30" in captured.err and "loss=" in captured.err  # the bar
     before, after = result["before"], result["after"]
     for quantity in ("energy_per_atom", "forces", "stress"):
         assert math.isfinite(after[quantity]["percent"]), quantity
@@ -42,3 +44,4 @@ def test_example_synthetic_mode_needs_no_archive(tm23_home, example, capsys, mon
     import os
 
     assert os.environ["TM23_HOME"] == str(tm23_home) and "TM23_MD5" not in os.environ  # environment restored
+    assert not any(tm23_home.rglob("*.zip"))  # the example's archive lived in its own temporary cache

@@ -20,6 +20,7 @@ from torch_geometric.loader import DataLoader
 from tm23data import load_tm23, neighbors
 from tm23data.neighbors import NeighborList, cache_path, radius_graph_pbc
 from tm23data.pyg import TM23Dataset, edge_vectors
+from tm23data.splits import SplitError
 from tm23data.store import load_store
 
 
@@ -291,3 +292,33 @@ def test_damaged_or_stale_cache_is_rebuilt(cached, damage, caplog):
     assert torch.equal(rebuilt.edge_index, reference.edge_index)
     assert torch.equal(rebuilt.cell_shifts, reference.cell_shifts)
     assert not list(path.parent.glob(".*.tmp*")), "no temporary file is left behind"
+
+
+def test_subset_typo_is_reported_before_any_download(tm23_home, monkeypatch):
+    monkeypatch.setenv("TM23_OFFLINE", "1")
+    with pytest.raises(SplitError, match="no subset 'tran'. Did you mean 'train'?"):
+        TM23Dataset("Cu", "full", "tran")
+
+
+def test_free_energy_is_a_field_of_every_view(tm23_home, tmp_path, monkeypatch):
+    """The store keeps the files' free_energy; the HF column, the torch batch and PyG's Data carry it."""
+    import dataclasses
+
+    from tm23data.archive import write_archive
+    from tm23data.fetch import import_archive
+    from tm23data.generation.synthetic import synthetic_members
+
+    members = synthetic_members("Cu", 3, 2)
+    members = {k: dataclasses.replace(f, free_energy=f.energy - 0.0125 * f.natoms) for k, f in members.items()}
+    path = tmp_path / "free.zip"
+    md5 = write_archive(path, {"Cu": members})
+    monkeypatch.setenv("TM23_MD5", md5)
+    import_archive(path)
+    store = load_store("Cu", progress=False)
+    test = load_tm23("Cu", "full", subset="test", format="numpy", progress=False)[:]
+    assert np.array_equal(test["free_energy"], test["energy"] - 0.0125 * test["natoms"])
+    graphs = TM23Dataset("Cu", "full", "test", progress=False)
+    for data in graphs:
+        i = int(np.flatnonzero(store.frame_id == data.frame_id)[0])
+        assert data.free_energy.dtype == torch.float64 and float(data.free_energy) == store.frames.free_energy[i]
+    assert Batch.from_data_list(list(graphs)).free_energy.shape == (len(graphs),)

@@ -1,0 +1,327 @@
+"""Any interatomic model as an ASE calculator: one place that turns a model spec into a
+:class:`ase.calculators.calculator.Calculator` (plus, where the model has one, a batched predictor).
+
+A spec is
+
+- a named model whose weights ship inside its PyPI wheel, so it works offline: ``chgnet`` (CHGNet 0.3.0;
+  ``chgnet-0.2.0``, ``chgnet-r2scan``), ``sevennet-0`` (alias ``7net-0``; ``sevennet-0-22may2024``,
+  ``sevennet-l3i5``), ``emt`` (ASE's EMT, for tests: Al Cu Ag Au Ni Pd Pt);
+- a model whose weights must be given as a local file (they are never downloaded): ``mace-mp:PATH``,
+  ``mattersim:PATH``, ``orb:PATH`` (``orb-ARCH:PATH`` for another orb-models architecture), ``fairchem:PATH``;
+- ``nequip:PATH``: a NequIP/Allegro model of nequip 0.19, compiled (``.nequip.pt2``/``.nequip.pth`` from
+  ``nequip-compile``) or saved (``.ckpt``, ``.nequip.zip`` package), through nequip's own ASE calculator;
+- ``module:factory``: ``factory()`` (called with ``device=`` if it takes it) returns a Calculator;
+- a Calculator instance.
+
+A named model whose package or weights are missing raises :class:`~tm23data.errors.UsageError` saying which
+package to install or which file to pass. ``resolve(spec, device="cpu")`` is the stable entry point;
+:func:`load_model` also returns the model's identity (package version, weights file and sha256) and its
+batched predictor.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..errors import UsageError
+from ..hashes import file_sha256
+from ..provenance import package_versions
+
+#: A batched predictor: list of Atoms -> list of {"energy": eV, "forces": (N, 3) eV/Å, "stress": (3, 3) eV/Å³}.
+BatchPredictor = Callable[[list], list]
+
+CHGNET_MODELS = {"chgnet": "0.3.0", "chgnet-0.3.0": "0.3.0", "chgnet-0.2.0": "0.2.0", "chgnet-r2scan": "r2scan"}
+SEVENNET_MODELS = {"sevennet-0": "7net-0", "7net-0": "7net-0", "sevennet-0-22may2024": "7net-0_22may2024",
+                   "sevennet-l3i5": "7net-l3i5", "7net-l3i5": "7net-l3i5"}  # fmt: skip
+#: Adapters taking a weights file: prefix -> (import name, pip install hint).
+PATH_MODELS = {"mace-mp": ("mace", "pip install mace-torch --no-deps (then its deps, keeping torch/e3nn)"),
+               "mattersim": ("mattersim", "pip install mattersim"), "orb": ("orb_models", "pip install orb-models"),
+               "fairchem": ("fairchem", "pip install fairchem-core"), "nequip": ("nequip", "pip install 'tm23data[nequip]'")}  # fmt: skip
+
+
+@dataclass
+class Model:
+    """A resolved model: its calculator, identity and (optionally) a batched predictor."""
+
+    name: str
+    calculator: Any
+    package: str | None = None
+    version: str | None = None
+    weights: str | None = None
+    weights_sha256: str | None = None
+    predict_batch: BatchPredictor | None = field(default=None, repr=False)
+
+    def identity(self) -> dict:
+        """What a result records about the model."""
+        return {"name": self.name, "package": self.package, "version": self.version, "weights": self.weights,
+                "weights_sha256": self.weights_sha256, "calculator": type(self.calculator).__name__,
+                "batched": self.predict_batch is not None, "fingerprint": self.fingerprint()}  # fmt: skip
+
+    def fingerprint(self) -> str:
+        """What decides whether a finished run is of this model: the weights' sha256, else a digest of the
+        calculator's class and parameters (``todict``; state outside the parameters is not seen)."""
+        if self.weights_sha256:
+            return self.weights_sha256
+        import hashlib
+        import json
+
+        try:
+            params = self.calculator.todict()
+        except Exception:  # noqa: BLE001 - any calculator may be passed; its parameters are then unknown
+            params = {}
+        what = f"{type(self.calculator).__module__}.{type(self.calculator).__qualname__}:{json.dumps(params, sort_keys=True, default=str)}"
+        return hashlib.sha256(what.encode()).hexdigest()
+
+
+def names() -> list[str]:
+    """The named models (those needing no file)."""
+    return ["emt", *CHGNET_MODELS, *SEVENNET_MODELS]
+
+
+def resolve(spec, device: str = "cpu"):
+    """The ASE Calculator of ``spec`` (see the module docstring) on ``device`` ("cpu", "cuda", "auto")."""
+    return load_model(spec, device).calculator
+
+
+def load_model(spec, device: str = "cpu") -> Model:
+    """``spec`` resolved to a :class:`Model` on ``device``."""
+    from ase.calculators.calculator import BaseCalculator
+
+    device = _device(device)
+    if isinstance(spec, Model):
+        return spec
+    if isinstance(spec, BaseCalculator):
+        return Model(type(spec).__name__, spec, package=type(spec).__module__.split(".")[0],
+                     version=_version(type(spec).__module__.split(".")[0]))  # fmt: skip
+    if not isinstance(spec, str) or not spec:
+        raise UsageError(f"model spec {spec!r}: give a name ({', '.join(names())}), PREFIX:PATH, module:factory "
+                         "or an ASE Calculator")  # fmt: skip
+    key = spec.lower()
+    if key == "emt":
+        from ase.calculators.emt import EMT
+
+        return Model("emt", EMT(), package="ase", version=_version("ase"))
+    if key in CHGNET_MODELS:
+        return _chgnet(spec, CHGNET_MODELS[key], device)
+    if key in SEVENNET_MODELS:
+        return _sevennet(spec, SEVENNET_MODELS[key], device)
+    prefix, sep, rest = spec.partition(":")
+    base = "orb" if prefix.lower().startswith("orb-") else prefix.lower()
+    if sep and base in PATH_MODELS:
+        return _path_model(spec, prefix.lower(), rest, device)
+    if sep and rest:
+        return _factory(spec, prefix, rest, device)
+    if base in PATH_MODELS:
+        raise UsageError(f"model {spec!r} needs its weights file: {prefix}:PATH (weights are never downloaded)")
+    raise UsageError(f"unknown model {spec!r}; named models: {', '.join(names())}; or mace-mp:PATH, mattersim:PATH, "
+                     "orb:PATH, fairchem:PATH, nequip:PATH, module:factory")  # fmt: skip
+
+
+def _device(device: str) -> str:
+    if device not in ("cpu", "cuda", "auto") and not str(device).startswith("cuda:"):
+        raise UsageError(f"device {device!r}: choose cpu, cuda, cuda:N or auto")
+    if device == "cpu":
+        return device
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if not torch.cuda.is_available():
+        raise UsageError(f"--device {device}: torch sees no CUDA device here; use --device cpu")
+    return device
+
+
+def _version(package: str) -> str | None:
+    return package_versions(package).get(package)
+
+
+def _require(module: str, spec: str, hint: str):
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as err:
+        raise UsageError(f"model {spec!r} needs the Python package {module.split('.')[0]!r}, which is not "
+                         f"installed ({err.name} missing): {hint}") from err  # fmt: skip
+
+
+def _weights(spec: str, path: str) -> Path:
+    p = Path(os.path.expanduser(path))
+    if not path or not p.is_file():
+        raise UsageError(f"model {spec!r}: weights file {path!r} not found; pass a local file "
+                         "(weights are never downloaded)")  # fmt: skip
+    return p.resolve()
+
+
+# --- named models whose weights ship in the wheel --------------------------------------------------------
+
+
+def _chgnet(spec: str, model_name: str, device: str) -> Model:
+    _require("chgnet", spec, "pip install 'tm23data[generation]' (chgnet)")
+    from chgnet.model import CHGNet, CHGNetCalculator
+    from chgnet.model import model as chgnet_model
+
+    weights = _shipped_chgnet_weights(Path(chgnet_model.__file__).parent, model_name)
+    model = CHGNet.load(model_name=model_name, use_device=device, verbose=False)
+    calc = CHGNetCalculator(model=model, use_device=device)
+
+    def predict_batch(images: list, batch_size: int = 16) -> list:
+        from pymatgen.io.ase import AseAtomsAdaptor
+
+        structures = [AseAtomsAdaptor.get_structure(a) for a in images]
+        out = model.predict_structure(structures, task="efs", batch_size=batch_size)
+        out = [out] if isinstance(out, dict) else out
+        # as CHGNetCalculator: energy per atom x atoms (intensive model), stress GPa -> eV/Å³
+        factor = calc.stress_weight
+        return [{"energy": float(p["e"]) * (len(a) if model.is_intensive else 1), "forces": np.asarray(p["f"]),
+                 "stress": _voigt_to_3x3(np.asarray(p["s"]) * factor)} for p, a in zip(out, images)]  # fmt: skip
+
+    return Model(spec, calc, "chgnet", _version("chgnet"), str(weights), file_sha256(weights), predict_batch)
+
+
+def _shipped_chgnet_weights(folder: Path, model_name: str) -> Path:
+    found = sorted((folder.parent / "pretrained" / model_name).glob("*.pth.tar"))
+    if not found:
+        raise UsageError(f"CHGNet {model_name}: no weights in {folder.parent / 'pretrained' / model_name}; "
+                         "reinstall chgnet (its wheel ships them)")  # fmt: skip
+    return found[0]
+
+
+def _sevennet(spec: str, name: str, device: str) -> Model:
+    _require("sevenn", spec, "pip install 'tm23data[models]' (sevenn)")
+    from sevenn import util
+
+    try:
+        path = Path(util.pretrained_name_to_path(name)) if _shipped_sevennet(name) else None
+    except (ValueError, FileNotFoundError):
+        path = None
+    if path is None or not path.is_file():
+        raise UsageError(f"SevenNet model {name!r} is not shipped in the installed sevenn wheel (shipped: "
+                         f"{', '.join(k for k, v in SEVENNET_MODELS.items() if _shipped_sevennet(v))}); weights are "
+                         "never downloaded")  # fmt: skip
+    import warnings
+
+    from sevenn.calculator import SevenNetCalculator
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "no tensor-product accelerator"
+        calc = SevenNetCalculator(str(path), device=device)
+
+    def predict_batch(images: list, batch_size: int = 16) -> list:
+        return _sevennet_batch(calc, images, batch_size)
+
+    return Model(spec, calc, "sevenn", _version("sevenn"), str(path), file_sha256(path), predict_batch)
+
+
+def _shipped_sevennet(name: str) -> bool:
+    from sevenn import _const
+
+    const = {"7net-0": "SEVENNET_0_11Jul2024", "7net-0_22may2024": "SEVENNET_0_22May2024",
+             "7net-l3i5": "SEVENNET_l3i5"}[name]  # fmt: skip
+    return os.path.isfile(getattr(_const, const, ""))
+
+
+def _sevennet_batch(calc, images: list, batch_size: int) -> list:
+    """SevenNet on a batch of graphs (as ``sevenn inference``), converted as SevenNetCalculator does."""
+    import torch
+    from sevenn import _keys as KEY
+    from sevenn.atom_graph_data import AtomGraphData
+    from sevenn.train.dataload import unlabeled_atoms_to_graph
+    from torch_geometric.data import Batch
+
+    model = calc.model
+    out: list = []
+    model.set_is_batch_data(True)
+    try:
+        for start in range(0, len(images), batch_size):
+            chunk = images[start : start + batch_size]
+            graphs = [AtomGraphData.from_numpy_dict(unlabeled_atoms_to_graph(a, calc.cutoff, with_shift=False))
+                      for a in chunk]  # fmt: skip
+            batch = Batch.from_data_list(graphs).to(calc.device)
+            result = model(batch)
+            counts = [len(a) for a in chunk]
+            energies = result[KEY.PRED_TOTAL_ENERGY].detach().cpu().numpy().reshape(-1)
+            forces = torch.split(result[KEY.PRED_FORCE].detach().cpu(), counts)
+            stress = (-result[KEY.PRED_STRESS]).detach().cpu().numpy().reshape(len(chunk), 6)[:, [0, 1, 2, 4, 5, 3]]
+            out += [{"energy": float(e), "forces": f.numpy(), "stress": _voigt_to_3x3(s)}
+                    for e, f, s in zip(energies, forces, stress)]  # fmt: skip
+    finally:
+        model.set_is_batch_data(False)
+    return out
+
+
+def _voigt_to_3x3(s) -> np.ndarray:
+    from ase.stress import voigt_6_to_full_3x3_stress
+
+    s = np.asarray(s, dtype=np.float64)
+    return s if s.shape == (3, 3) else voigt_6_to_full_3x3_stress(s)
+
+
+# --- models whose weights are a local file --------------------------------------------------------------
+
+
+def _path_model(spec: str, prefix: str, path: str, device: str) -> Model:
+    base = "orb" if prefix.startswith("orb") else prefix
+    module, hint = PATH_MODELS[base]
+    _require(module, spec, hint)
+    weights = _weights(spec, path)
+    if base == "nequip":
+        from nequip.integrations.ase import NequIPCalculator
+
+        name = weights.name
+        if name.endswith((".pt2", ".pth")):
+            calc = NequIPCalculator.from_compiled_model(str(weights), device=device)
+        elif name.endswith((".ckpt", ".zip")):
+            calc = NequIPCalculator._from_saved_model(str(weights), device=device)
+        else:
+            raise UsageError(f"model {spec!r}: a nequip model is a compiled .nequip.pt2/.nequip.pth or a saved "
+                             ".ckpt/.nequip.zip file")  # fmt: skip
+    elif base == "mace-mp":
+        from mace.calculators import MACECalculator
+
+        calc = MACECalculator(model_paths=str(weights), device=device, default_dtype="float64")
+    elif base == "mattersim":
+        from mattersim.forcefield import MatterSimCalculator
+
+        calc = MatterSimCalculator(load_path=str(weights), device=device)
+    elif base == "orb":
+        from orb_models.forcefield import pretrained
+        from orb_models.forcefield.calculator import ORBCalculator
+
+        arch = prefix.partition("-")[2] or "orb_v3_conservative_inf_omat"
+        loader = getattr(pretrained, arch.replace("-", "_"), None)
+        if loader is None:
+            raise UsageError(f"model {spec!r}: orb-models has no architecture {arch!r}")
+        calc = ORBCalculator(loader(weights_path=str(weights), device=device), device=device)
+    else:  # fairchem
+        from fairchem.core import FAIRChemCalculator, pretrained_mlip
+
+        calc = FAIRChemCalculator(pretrained_mlip.load_predict_unit(str(weights), device=device), task_name="omat")
+    return Model(spec, calc, module.split(".")[0], _version(module.split(".")[0].replace("_", "-")) or _version(module),
+                 str(weights), file_sha256(weights))  # fmt: skip
+
+
+def _factory(spec: str, module_name: str, attr: str, device: str) -> Model:
+    from ase.calculators.calculator import BaseCalculator
+
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        raise UsageError(f"model {spec!r}: cannot import module {module_name!r} ({err})") from err
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise UsageError(f"model {spec!r}: {module_name} has no callable {attr!r}")
+    try:
+        takes_device = "device" in inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        takes_device = False
+    calc = factory(device=device) if takes_device else factory()
+    if not isinstance(calc, BaseCalculator):
+        raise UsageError(f"model {spec!r}: {module_name}.{attr}() returned {type(calc).__name__}, not an ASE Calculator")
+    top = module_name.split(".")[0]
+    return Model(spec, calc, top, _version(top))
