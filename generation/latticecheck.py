@@ -44,10 +44,14 @@ def relax_cell(atoms, calc, fmax: float = 1e-3, steps: int = 300):
     from ase.filters import FrechetCellFilter
     from ase.optimize import BFGS
 
+    import warnings
+
     atoms = atoms.copy()
     atoms.calc = calc
     atoms.set_constraint(FixSymmetry(atoms))
-    BFGS(FrechetCellFilter(atoms), logfile=None).run(fmax=fmax, steps=steps)
+    with warnings.catch_warnings():  # CHGNet's pymatgen conversion warns that it drops the symmetry constraint;
+        warnings.simplefilter("ignore")  # ASE applies it; scipy's logm warns at 1e-13
+        BFGS(FrechetCellFilter(atoms), logfile=None).run(fmax=fmax, steps=steps)
     return atoms
 
 
