@@ -2,7 +2,8 @@
 #
 #   make demo    the main job on the embedded default, offline: generate a small Cu set, load it, train FLARE
 #                and NequIP, write the report (into ./tm23-demo; DEMO_ARGS="--budget 30" passes options)
-#   make test    the test suite: the core tier on a core-only install, then everything (PYTEST_ARGS="-x" ...)
+#   make test    the test suite: SLURM for its tier (scripts/install_slurm.sh, root + apt), the core tier on a
+#                core-only install, then everything (PYTEST_ARGS="-x" ...)
 #
 # Set-up is the README's step-by-step install: a venv in the checkout (.venv), torch pinned to the CPU build,
 # the package with all its extras, FLARE built offline; .venv-core holds the core install for the core tier.
@@ -25,6 +26,7 @@ demo: $(INSTALLED) $(FLARE_INSTALLED)
 	$(VENV)/bin/tm23 demo $(DEMO_ARGS)
 
 test: $(INSTALLED) $(FLARE_INSTALLED) $(CORE_INSTALLED)
+	-bash scripts/install_slurm.sh  # the slurm tier; where it cannot install (not root, no apt) the tier skips
 	$(CORE_VENV)/bin/python -m pytest tests/core $(PYTEST_ARGS)
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 

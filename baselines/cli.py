@@ -48,6 +48,16 @@ def register(sub) -> None:
             m.add_argument("--max-epochs", type=int, help='stop after this many epochs (default: the learning-rate stop)')
             m.add_argument("--validation", type=float, help="validation fraction of train (paper: 0.1)")
             m.add_argument("--data", choices=("store", "extxyz"), help="data path (default store)")
+            m.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where to train (default auto: a GPU if any)")
+            m.add_argument("--devices", type=int, help="DDP processes per node: GPUs, or CPU processes with gloo "
+                           "(default 1; effective batch = batch size x devices x nodes)")
+            m.add_argument("--num-nodes", type=int, help="nodes (default 1; under SLURM, srun starts one task per device)")
+            m.add_argument("--slurm", action="store_true", help="submit as a SLURM job that resubmits itself until "
+                           "the run is finished (options: --set slurm.partition=gpu --set slurm.extra_sbatch=--gres=gpu:1 ...)")
+            m.add_argument("--slurm-time", default="1-00:00:00", help="time limit of each job (default 1-00:00:00)")
+            m.add_argument("--slurm-signal", type=int, default=300, metavar="SECONDS",
+                           help="SIGUSR1 this long before the time limit: the run saves and the next job continues (default 300)")
+            m.add_argument("--dry-run", action="store_true", help="with --slurm: write the job script, submit nothing")
             m.add_argument("--config-only", metavar="PATH", help="only write the nequip config to PATH")
             m.add_argument("--echo", action="store_true", help="show nequip-train's output")
         else:
@@ -59,6 +69,14 @@ def register(sub) -> None:
             m.add_argument("--max-frames", type=int, help="use this many training frames, evenly spaced")
             m.add_argument("--progress", action="store_true", help='print the optimisation progress')
         m.set_defaults(func=cmd_baseline)
+    st = models.add_parser("status", help="where each NequIP run under a results folder stands",
+                           description="For every run folder under DIR (finished NAME, unfinished .NAME.partial): "
+                           "state (finished, preempted, crashed, running), segments, epochs, learning rate, best "
+                           "validation force MAE and wall time summed over segments. An unfinished run continues "
+                           "when its command is rerun.")  # fmt: skip
+    st.add_argument("dir", metavar="DIR", nargs="?", default="tm23-results", help="results folder (default ./tm23-results)")
+    st.add_argument("--json", action="store_true", help="print the rows as JSON")
+    st.set_defaults(func=cmd_status)
 
     p = sub.add_parser("report", help="gather baseline results into one table and a periodic-table figure",
                        description="Collect result.json files under the given folders, print the % error table, "
@@ -86,7 +104,8 @@ def register(sub) -> None:
     p.add_argument("--split", default="full", help="split name (default full)")
     p.add_argument("--out", default="tm23-results", help="results folder (default ./tm23-results)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
-    p.add_argument("--batch-size", type=int, default=16, help="frames per batch for batched models; 1: one at a time (default 16)")
+    p.add_argument("--batch-size", type=int, help="frames per batch for batched models; 1: one at a time "
+                   "(default 16 on a GPU, 1 on CPU)")
     p.add_argument("--shift-frames", type=int, default=100, help="training frames fitting the energy shift (default 100; 0: none)")
     p.add_argument("--max-frames", type=int, help="only this many test frames per element, evenly spaced")
     p.add_argument("--overwrite", action="store_true", help="redo finished runs")
@@ -204,7 +223,8 @@ def _settings(cls, args, names: tuple[str, ...], items: list[str]):
 
 
 NEQUIP_FLAGS = ("r_max", "num_layers", "l_max", "num_features", "learning_rate", "energy_weight", "force_weight",
-                "stress_weight", "batch_size", "max_epochs", "validation", "data", "seed", "max_time")  # fmt: skip
+                "stress_weight", "batch_size", "max_epochs", "validation", "data", "seed", "max_time", "device",
+                "devices", "num_nodes")  # fmt: skip
 FLARE_FLAGS = ("r_cut", "n_max", "l_max", "power", "envs_per_frame", "seed", "max_time")
 
 
@@ -212,7 +232,12 @@ def cmd_baseline(args) -> int:
     if args.model == "nequip":
         from .nequip import NequIPSettings, nequip_config, train_nequip, write_config
 
-        settings = _settings(NequIPSettings, args, NEQUIP_FLAGS, args.set)
+        slurm_items = [x for x in args.set if x.startswith("slurm.")]
+        settings = _settings(NequIPSettings, args, NEQUIP_FLAGS, [x for x in args.set if not x.startswith("slurm.")])
+        if args.slurm:
+            return _submit_nequip(args, settings, slurm_items)
+        if slurm_items:
+            raise UsageError(f"{slurm_items[0]}: slurm.* settings need --slurm")
         if args.config_only:
             from ..store import load_store
 
@@ -239,6 +264,66 @@ def cmd_baseline(args) -> int:
     header, rows = summary_table([res.row()])
     print(text_table(header, rows))
     print(f"\nresults: {res.path}")
+    return 0
+
+
+def _submit_nequip(args, settings, slurm_items: list[str]) -> int:
+    from .. import overrides
+    from ..generation.settings import SlurmSettings
+    from .nequip_slurm import submit_nequip
+
+    if settings.world_size > 1:
+        raise UsageError("--slurm runs one training process per job; for --devices/--num-nodes > 1 write the job "
+                         "with srun yourself (see baselines/README.md)")  # fmt: skip
+    values = {k.split(".", 1)[1]: v for k, v in overrides.parse_assignments(slurm_items).items()}
+    slurm = overrides.apply(SlurmSettings(), values, label="slurm")
+    command = [sys.executable, "-m", "tm23data.cli", *_without_slurm_options(args.argv)]
+    name = args.name or f"nequip_{args.element}_{args.split}"
+    job = submit_nequip(command, slurm, out=args.out, name=name, time_limit=args.slurm_time,
+                        signal_s=args.slurm_signal, dry_run=args.dry_run)  # fmt: skip
+    print(f"wrote {job['script']}" + (f"; submitted job {job['job_id']}" if job["job_id"] else " (dry run)")
+          + f"; follow it with: tm23 baseline status {args.out}")  # fmt: skip
+    return 0
+
+
+def _without_slurm_options(argv: list[str]) -> list[str]:
+    """``argv`` less --slurm, --dry-run, --slurm-time/--slurm-signal VALUE and --set slurm.KEY=VALUE."""
+    out, skip = [], False
+    for k, item in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        key = item.split("=", 1)[0]
+        if item in ("--slurm", "--dry-run"):
+            continue
+        if key in ("--slurm-time", "--slurm-signal"):
+            skip = "=" not in item
+            continue
+        if item == "--set" and k + 1 < len(argv) and argv[k + 1].startswith("slurm."):
+            skip = True
+            continue
+        if item.startswith("--set=slurm."):
+            continue
+        out.append(item)
+    return out
+
+
+def cmd_status(args) -> int:
+    from ..tables import text_table
+    from .nequip_run import find_runs
+
+    rows = find_runs(args.dir)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print(f"no NequIP runs under {args.dir}")
+        return 0
+    header = ["run", "state", "segments", "epochs", "lr", "best val F MAE (eV/Å)", "wall (h)", "checkpoint"]
+    body = [[r["name"], r["state"], r["segments"], r["epochs"], "" if r["lr"] is None else f"{r['lr']:.3g}",
+             "" if r["best_val_forces_mae"] is None else f"{r['best_val_forces_mae']:.4f}",
+             f"{r['wall_s'] / 3600:.2f}", "yes" if r["checkpoint"] else "no"] for r in rows]  # fmt: skip
+    print(text_table(header, body))
     return 0
 
 

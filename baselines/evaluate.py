@@ -24,32 +24,40 @@ from .. import elements as table
 from ..errors import UsageError
 from ..selection import Selection
 from . import results
-from .models import Model, load_model
+from .models import Model, load_model, resolve_device
 
 #: Training frames (evenly spaced) whose energies fit the per-element shift.
 SHIFT_FRAMES = 100
+#: Frames per batch on a GPU (on CPU, one frame at a time is as fast for CHGNet and SevenNet).
+DEFAULT_GPU_BATCH = 16
 
 
 def run_name(model_name: str, element: str, split: str) -> str:
     """The run folder of a model x element x split, e.g. ``chgnet_Cu_full``."""
-    slug = re.sub(r"[^A-Za-z0-9.+-]+", "-", Path(model_name).name if ":" in model_name else model_name).strip("-")
+    prefix, sep, rest = model_name.partition(":")
+    short = f"{prefix}-{Path(rest).name}" if sep else model_name  # nequip:dir/m.nequip.pt2 -> nequip-m.nequip.pt2
+    slug = re.sub(r"[^A-Za-z0-9.+-]+", "-", short).strip("-")
     return f"{slug}_{element}_{split}"
 
 
 def evaluate(model, elements="all", split: str = "full", *, out="tm23-results", device: str = "cpu",
-             batch_size: int = 16, shift_frames: int = SHIFT_FRAMES, max_frames: int | None = None,
+             batch_size: int | None = None, shift_frames: int = SHIFT_FRAMES, max_frames: int | None = None,
              resume: bool = True, overwrite: bool = False, progress: bool = True, source=None):  # fmt: skip
     """Evaluate ``model`` (any spec of :func:`.models.load_model`) on the test subset of ``split`` for each of
     ``elements`` ("all", "Cu,Ti", a symbol or a list), writing ``OUT/MODEL_ELEMENT_SPLIT/``.
 
     Args:
         batch_size: frames per call of a batched model (CHGNet, SevenNet); 1 evaluates one frame at a time.
+            Default: 16 on a GPU, 1 on CPU (where batching measured no faster: benchmarks/bench_evaluate.py).
         shift_frames: training frames used to fit the energy shift (evenly spaced; 0: no shift).
         max_frames: evaluate only this many test frames, evenly spaced (quick looks; recorded in the result).
         resume: keep a finished run of the same weights and split instead of redoing it.
 
     Returns the :class:`.results.Result` for one element, else a list of them in element order.
     """
+    device = resolve_device(device)
+    if batch_size is None:
+        batch_size = 1 if device == "cpu" else DEFAULT_GPU_BATCH
     if batch_size < 1 or shift_frames < 0 or (max_frames is not None and max_frames < 1):
         raise UsageError("batch_size and max_frames must be at least 1, shift_frames at least 0")
     single = isinstance(elements, str) and elements != "all" and "," not in elements

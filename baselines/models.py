@@ -94,7 +94,7 @@ def load_model(spec, device: str = "cpu") -> Model:
     """``spec`` resolved to a :class:`Model` on ``device``."""
     from ase.calculators.calculator import BaseCalculator
 
-    device = _device(device)
+    device = resolve_device(device)
     if isinstance(spec, Model):
         return spec
     if isinstance(spec, BaseCalculator):
@@ -124,7 +124,7 @@ def load_model(spec, device: str = "cpu") -> Model:
                      "orb:PATH, fairchem:PATH, nequip:PATH, module:factory")  # fmt: skip
 
 
-def _device(device: str) -> str:
+def resolve_device(device: str) -> str:
     if device not in ("cpu", "cuda", "auto") and not str(device).startswith("cuda:"):
         raise UsageError(f"device {device!r}: choose cpu, cuda, cuda:N or auto")
     if device == "cpu":

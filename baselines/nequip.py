@@ -26,6 +26,7 @@ import logging
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -44,6 +45,8 @@ log = logging.getLogger(__name__)
 
 MONITOR = "val0_epoch/forces_mae"
 DATA_PATHS = ("store", "extxyz")
+DEVICES = ("auto", "cpu", "cuda")
+ACCELERATORS = {"auto": "auto", "cpu": "cpu", "cuda": "gpu"}  # Lightning's names
 
 
 @dataclass
@@ -81,6 +84,10 @@ class NequIPSettings:
     data: str = "store"  # "store" (tm23data datamodule) or "extxyz" (exported files + nequip's ASEDataModule)
     num_workers: int = 0
     val_batch_size: int | None = None  # default: batch_size
+    # where it runs (Lightning): effective batch = batch_size x devices x num_nodes (DDP; see baselines/README)
+    device: str = "auto"  # "auto", "cpu" or "cuda"
+    devices: int = 1  # processes (GPUs, or CPU processes with gloo) per node
+    num_nodes: int = 1
 
     def __post_init__(self):
         if self.data not in DATA_PATHS:
@@ -96,12 +103,26 @@ class NequIPSettings:
             raise UsageError("l_max >= 0, num_layers >= 1, num_features >= 1 and batch_size >= 1 are required")
         if not self.min_lr < self.learning_rate:  # else the stop rule ends training after the first epoch
             raise UsageError(f"min_lr ({self.min_lr}) must be below learning_rate ({self.learning_rate})")
+        if self.device not in DEVICES:
+            raise UsageError(f"device must be one of {DEVICES}, got {self.device!r}")
+        if self.devices < 1 or self.num_nodes < 1:
+            raise UsageError(f"devices and num_nodes must be >= 1, got {self.devices}, {self.num_nodes}")
         if not 0 < self.lr_factor < 1 or self.lr_patience < 0:
             raise UsageError(f"lr_factor must be in (0, 1) and lr_patience >= 0 (paper: 0.2, 100), got "
                              f"{self.lr_factor}, {self.lr_patience}")  # fmt: skip
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    @property
+    def world_size(self) -> int:
+        """Training processes (DDP ranks)."""
+        return self.devices * self.num_nodes
+
+    @property
+    def effective_batch_size(self) -> int:
+        """Frames per optimizer step: each DDP rank takes ``batch_size`` frames and the gradients are averaged."""
+        return self.batch_size * self.world_size
 
     @classmethod
     def from_dict(cls, d: dict) -> NequIPSettings:
@@ -257,8 +278,9 @@ def nequip_config(
         training_module["ema_decay"] = s.ema_decay
     trainer: dict = {
         "_target_": "lightning.Trainer",
-        "accelerator": "auto",
-        "devices": 1,
+        "accelerator": ACCELERATORS[s.device],
+        "devices": s.devices,
+        "num_nodes": s.num_nodes,
         "max_epochs": s.max_epochs if s.max_epochs is not None else -1,
         "check_val_every_n_epoch": 1,
         "log_every_n_steps": 50,
@@ -273,8 +295,12 @@ def nequip_config(
             {"_target_": "tm23data.baselines.nequip_callbacks.MinLearningRateStop", "min_lr": s.min_lr},
             {"_target_": "tm23data.baselines.nequip_callbacks.EpochTimer",
              "log_file": "${hydra:runtime.output_dir}/timing.jsonl"},
+            {"_target_": "tm23data.baselines.nequip_callbacks.PreemptionCheckpoint",
+             "dirpath": "${hydra:runtime.output_dir}"},
         ],
     }  # fmt: skip
+    if s.world_size > 1:  # Lightning picks the process-group backend: nccl on GPUs, gloo on CPUs
+        trainer["strategy"] = "ddp"
     if s.max_time is not None:
         trainer["max_time"] = max_time_string(s.max_time)
     return {
@@ -424,12 +450,16 @@ class TrainingLog:
 
 
 def read_training_log(path: str | os.PathLike) -> TrainingLog:
+    """Reads ``metrics.csv`` after the ``metrics.segN.csv`` of earlier segments (a resumed CSVLogger does not
+    keep the rows it did not write, so each segment's file is set aside before the next one starts)."""
     out = TrainingLog()
     path = Path(path)
-    if not path.is_file():
-        return out
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    files = sorted(path.parent.glob(f"{path.stem}.seg*.csv"), key=lambda p: int(p.stem.rsplit("seg", 1)[1] or 0))
+    files += [path] if path.is_file() else []
+    rows = []
+    for file in files:
+        with open(file, newline="") as fh:
+            rows += list(csv.DictReader(fh))
 
     def num(row, key):
         value = row.get(key, "")
@@ -459,23 +489,41 @@ def nequip_train_command() -> list[str]:
 
 
 def run_nequip_train(run_dir: Path, *, archive_md5: str, log_name: str = "train.log", echo: bool = False,
-                     progress: bool = False, budget_s: float | None = None) -> dict:  # fmt: skip
+                     checkpoint: str | None = None, trainer_overrides: dict | None = None, progress: bool = False,
+                     budget_s: float | None = None) -> dict:  # fmt: skip
     """Run ``nequip-train -cn config.yaml`` in ``run_dir`` (outputs there too); returns its wall time
     (``wall_s``) and start-up time (``startup_s``: launch to the start of ``trainer.fit``, i.e. interpreter,
     imports, datamodule, data statistics and model build).
+
+    ``checkpoint`` continues training from that file (``++ckpt_path=``; same folder, same config: nequip
+    restores the model, optimizer, scheduler and loop state from it). ``trainer_overrides`` set
+    ``trainer.KEY`` for this segment only (e.g. the device). SIGTERM and SIGUSR1 received here are passed
+    on to nequip-train, which saves its checkpoint and exits with ``PREEMPTED_EXIT``: then
+    :class:`~.nequip_run.Preempted` is raised. The log is appended to, one block per segment.
 
     The subprocess sees the same cache (``TM23_HOME``) and archive (``TM23_MD5``) as this process, offline.
     ``progress``: a tqdm bar of the epochs (over ``budget_s`` seconds when given), read from the run's
     ``timing.jsonl`` while it trains.
     """
+    from .nequip_callbacks import PREEMPTED_EXIT
+    from .nequip_run import Preempted
+
     env = {**os.environ, "TM23_HOME": str(tm23config.home()), "TM23_MD5": archive_md5, "TM23_OFFLINE": "1",
            "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "1"}  # fmt: skip
-    cmd = [*nequip_train_command(), "-cn", "config.yaml", "hydra.run.dir=.", "hydra.output_subdir=hydra"]
+    # Hydra's own record stays in .hydra: a folder named "hydra" next to config.yaml would shadow Hydra's
+    # "hydra/config" schema for every later `-cn config.yaml` there (a resumed segment, DDP's other ranks)
+    cmd = [*nequip_train_command(), "-cn", "config.yaml", "hydra.run.dir=.", "hydra.output_subdir=.hydra"]
+    if checkpoint:
+        cmd.append(f"++ckpt_path={checkpoint}")
+    cmd += [f"++trainer.{key}={value}" for key, value in (trainer_overrides or {}).items()]
     launched, start = time.time(), time.perf_counter()
     watcher = _EpochBar(run_dir / "timing.jsonl", budget_s) if progress else None
-    with open(run_dir / log_name, "wb") as logfile:
+    with open(run_dir / log_name, "ab") as logfile:
+        logfile.write(f"=== {' '.join(cmd[-3:] if checkpoint else cmd[-2:])} (pid {os.getpid()}) ===\n".encode())
+        logfile.flush()
         proc = subprocess.Popen(cmd, cwd=run_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         assert proc.stdout is not None
+        previous = _forward_signals(proc)
         try:
             for line in proc.stdout:
                 logfile.write(line)
@@ -483,6 +531,8 @@ def run_nequip_train(run_dir: Path, *, archive_md5: str, log_name: str = "train.
                     sys.stdout.write(line.decode(errors="replace"))
             rc = proc.wait()
         finally:  # an interrupt or error here must not leave nequip-train writing into a failed run folder
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
             if watcher is not None:
                 watcher.stop()
             if proc.poll() is None:
@@ -493,6 +543,9 @@ def run_nequip_train(run_dir: Path, *, archive_md5: str, log_name: str = "train.
                     proc.kill()
                     proc.wait()
     elapsed = time.perf_counter() - start
+    if rc == PREEMPTED_EXIT:
+        raise Preempted(f"nequip-train stopped on a signal after saving {run_dir / 'last.ckpt'}; rerun the same "
+                        "command to continue")  # fmt: skip
     if rc != 0:
         tail = (run_dir / log_name).read_text(errors="replace").splitlines()[-30:]
         raise StepError(
@@ -502,8 +555,23 @@ def run_nequip_train(run_dir: Path, *, archive_md5: str, log_name: str = "train.
     timing = run_dir / "timing.jsonl"
     if timing.is_file():
         events = [json.loads(line) for line in timing.read_text().splitlines() if line.strip()]
-        fit_start = next((e["time"] for e in events if e.get("event") == "fit_start"), None)
+        fit_start = next((e["time"] for e in events if e.get("event") == "fit_start" and e["time"] >= launched), None)
     return {"wall_s": elapsed, "startup_s": None if fit_start is None else fit_start - launched}
+
+
+
+def _forward_signals(proc) -> dict:
+    """Pass SIGTERM / SIGUSR1 on to ``proc`` (which checkpoints and exits); returns the previous handlers."""
+    import threading
+
+    previous: dict = {}
+    if threading.current_thread() is not threading.main_thread():
+        return previous
+    for name in ("SIGTERM", "SIGUSR1"):
+        if hasattr(signal, name):
+            sig = getattr(signal, name)
+            previous[sig] = signal.signal(sig, lambda signum, frame: proc.poll() is None and proc.send_signal(signum))
+    return previous
 
 
 class _EpochBar:
@@ -551,21 +619,50 @@ def train_nequip(
     progress: bool = False,
 ) -> results.Result:
     """Train NequIP on ``element``/``split`` with ``settings``, evaluate the best checkpoint on the test
-    set, and write the run folder ``OUT/NAME`` (default name ``nequip_{element}_{split}``)."""
+    set, and write the run folder ``OUT/NAME`` (default name ``nequip_{element}_{split}``).
+
+    Training runs in ``OUT/.NAME.partial`` (:mod:`.nequip_run`): if that folder exists with the same
+    settings, training continues from its last checkpoint; a signal saves one and raises
+    :class:`~.nequip_run.Preempted` (``tm23`` exits with 75), so calling this again continues the run."""
     from ..selection import Selection
+    from .nequip_run import Preempted, ResumableRun, total_wall_s
 
     settings = settings or NequIPSettings()
     selection = Selection.open(element, split, validation=settings.validation, seed=settings.seed, source=source)
     store, manifest = selection.store, selection.manifest
     stress = selection.has_stress("train+validation")
     name = name or f"nequip_{element}_{split}"
-    with results.RunDir(out, name, overwrite=overwrite) as run:
-        files = export_split(store, manifest, run.path) if settings.data == "extxyz" else None
-        cfg = nequip_config(element, split, settings, archive_md5=store.archive_md5, files=files, stress=stress)
-        write_config(run.path / "config.yaml", cfg)
-        log.info("training NequIP on %s/%s in %s", element, split, run.path)
-        proc = run_nequip_train(run.path, archive_md5=store.archive_md5, echo=echo, progress=progress,
-                                budget_s=max_time_seconds(settings.max_time))  # fmt: skip
+    identity = {"model": "nequip", "element": element, "split": split, "archive_md5": store.archive_md5,
+                "split_hash": manifest.hash, "settings": settings.to_dict()}  # fmt: skip
+    with ResumableRun(out, name, identity, overwrite=overwrite) as run:
+        segments = run.segments
+        if not segments:
+            files = export_split(store, manifest, run.path) if settings.data == "extxyz" else None
+            cfg = nequip_config(element, split, settings, archive_md5=store.archive_md5, files=files, stress=stress)
+            write_config(run.path / "config.yaml", cfg)
+        else:
+            files = {subset: f"{subset}.xyz" for subset in manifest.subsets} if settings.data == "extxyz" else None
+        if not segments or segments[-1]["exit"] != "finished":
+            resume = run.checkpoint
+            if resume and (run.path / "metrics.csv").is_file():
+                os.replace(run.path / "metrics.csv", run.path / f"metrics.seg{len(segments) - 1}.csv")
+            log.info("%s NequIP on %s/%s in %s", "continuing" if resume else "training", element, split, run.path)
+            seg = run.start_segment(pid=os.getpid(), devices=settings.devices, num_nodes=settings.num_nodes,
+                                    device=settings.device, slurm_job=os.environ.get("SLURM_JOB_ID"))  # fmt: skip
+            try:
+                proc = run_nequip_train(run.path, archive_md5=store.archive_md5, echo=echo, progress=progress,
+                                        budget_s=max_time_seconds(settings.max_time),
+                                        checkpoint=resume.name if resume else None,
+                                        trainer_overrides={"accelerator": ACCELERATORS[settings.device]})  # fmt: skip
+            except Preempted:
+                run.end_segment(seg, "preempted", epochs=read_training_log(run.path / "metrics.csv").epochs)
+                raise
+            except BaseException as exc:
+                run.end_segment(seg, "crashed", error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                raise
+            run.end_segment(seg, "finished", epochs=read_training_log(run.path / "metrics.csv").epochs,
+                            startup_s=proc["startup_s"])
+        segments = run.segments
         checkpoint = run.path / "best.ckpt"
         if not checkpoint.is_file():
             raise StepError(f"nequip-train finished without writing {checkpoint} (see train.log)")
@@ -583,13 +680,15 @@ def train_nequip(
         metrics = evaluator.eval(pred)
         record = results.result_record(
             model="nequip", element=element, split=split, manifest=manifest, store=store,
-            settings={**settings.to_dict(), "stress_in_loss": stress, "n_weights": predictor.n_weights},
+            settings={**settings.to_dict(), "stress_in_loss": stress, "n_weights": predictor.n_weights,
+                      "effective_batch_size": settings.effective_batch_size},
             metrics=metrics,
-            timing={"train_s": proc["wall_s"], "startup_s": proc["startup_s"], "predict_s": predict_s,
+            timing={"train_s": total_wall_s(segments), "startup_s": segments[-1].get("startup_s"),
+                    "predict_s": predict_s,
                     "predict_s_per_atom": predict_s / max(1, int(test_frames.natoms.sum())),
                     "epoch_s_median": training.to_dict()["epoch_time_s_median"]},
-            training=training.to_dict(),
-            files={"config": "config.yaml", "checkpoint": "best.ckpt", "log": "train.log", "metrics_csv": "metrics.csv",
+            training={**training.to_dict(), "segments": segments},
+            files={"config": "config.yaml", "checkpoint": "best.ckpt", "segments": "segments.json", "log": "train.log", "metrics_csv": "metrics.csv",
                    "timing": "timing.jsonl",
                    # the extxyz files config.yaml points at stay, so `nequip-train -cn config.yaml` reruns as is
                    **{f"data_{subset}": name for subset, name in (files or {}).items()}},

@@ -4,11 +4,17 @@
   reduced to be less than 1e-5". Lightning has no minimum-lr stop, and nequip 0.19 provides none.
 - :class:`EpochTimer`: logs the wall time of each training epoch (``epoch_time_s``) so that result files
   and the benchmark can report it.
+- :class:`PreemptionCheckpoint`: a signal (SIGTERM, SIGUSR1) saves the full training state and exits with
+  a dedicated status, so an interrupted run continues where it stopped (:mod:`.nequip_run`).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import sys
+import threading
 import time
 
 from lightning.pytorch.callbacks import Callback
@@ -70,6 +76,10 @@ class EpochTimer(Callback):
 
     def on_fit_start(self, trainer, pl_module) -> None:
         self._write({"event": "fit_start", "time": time.time()})
+        # a segment resumed from a mid-epoch checkpoint enters that epoch without on_train_epoch_start:
+        # its time is counted from here (the rest of the epoch)
+        self._start, self._cpu_start = time.perf_counter(), time.process_time()
+        self._paused = self._cpu_paused = 0.0
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._start, self._cpu_start = time.perf_counter(), time.process_time()
@@ -94,3 +104,62 @@ class EpochTimer(Callback):
         pl_module.log("lr", lr, on_step=False, on_epoch=True, sync_dist=False)
         self._write({"event": "epoch", "epoch": trainer.current_epoch, "train_s": elapsed, "train_cpu_s": cpu,
                      "lr": lr, "time": time.time()})  # fmt: skip
+
+
+#: Exit status of a ``nequip-train`` stopped by a signal after saving its checkpoint (BSD's EX_TEMPFAIL:
+#: "try again later"): the wrapper (``tm23 baseline nequip``, a SLURM job) knows the run is to be continued.
+PREEMPTED_EXIT = 75
+
+
+class PreemptionCheckpoint(Callback):
+    """On SIGTERM or SIGUSR1 (a scheduler's warning before its time limit, ``scancel``, ``kill``): finish
+    the current batch, save ``dirpath/last.ckpt`` (the full training state: weights, optimizer, scheduler,
+    epoch and batch counters, callbacks' states) and exit with :data:`PREEMPTED_EXIT`.
+
+    The handler only sets a flag; the save happens at the next batch end, where the state is consistent.
+    Under DDP any rank's flag stops all ranks (one collective decision per batch), so a signal delivered to
+    one process (local launch) or to all (``srun``) behaves the same.
+    """
+
+    SIGNALS = ("SIGTERM", "SIGUSR1")
+
+    def __init__(self, dirpath: str, filename: str = "last.ckpt"):
+        self.path = os.path.join(dirpath, filename)
+        self._flag = False
+        self._previous: dict = {}
+
+    def _handler(self, signum, frame) -> None:
+        self._flag = True
+        print(f"PreemptionCheckpoint: received {signal.Signals(signum).name}; saving after this batch", flush=True)
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # signals can only be handled in the main thread
+        for name in self.SIGNALS:
+            if hasattr(signal, name):
+                sig = getattr(signal, name)
+                self._previous[sig] = signal.signal(sig, self._handler)
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+        self._previous.clear()
+
+    def _check(self, trainer) -> None:
+        stop = self._flag
+        if trainer.world_size > 1:
+            stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
+        if not stop:
+            return
+        trainer.save_checkpoint(self.path)
+        print(f"PreemptionCheckpoint: saved {self.path} at epoch {trainer.current_epoch}, step "
+              f"{trainer.global_step}; exiting with {PREEMPTED_EXIT}", flush=True)  # fmt: skip
+        sys.stdout.flush()
+        os._exit(PREEMPTED_EXIT) if trainer.world_size > 1 and trainer.global_rank != 0 else sys.exit(PREEMPTED_EXIT)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._check(trainer)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            self._check(trainer)

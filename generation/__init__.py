@@ -11,7 +11,12 @@ Modules (imported on demand; ``import tm23data.generation`` stays light):
 - :mod:`.labels`      static outputs checked (SCF convergence, stress, right frame)
 - :mod:`.kpoints`     k-point convergence helper
 - :mod:`.assemble`    split, provenance and archive writing
-- :mod:`.slurm`       campaign folder, job scripts, submission, state manifest, resume, collection
+- :mod:`.campaign`    campaign folder, settings, inputs, state manifest and resume
+- :mod:`.scheduler`   the batch-scheduler interface and its SLURM implementation
+- :mod:`.jobscripts`  job scripts from the shell templates in templates/
+- :mod:`.submission`  submit what is missing, status from the scheduler, cancel
+- :mod:`.collect`     labels validated and packed into the archive
+- :mod:`.slurm`       all of the above as one import
 - :mod:`.local`       the same pipeline without VASP (ASE Nosé-Hoover MD with CHGNet or EMT)
 - :mod:`.rdf`         radial distribution functions per regime
 - :mod:`.fakevasp`    VASP-format files from ASE calculators, for tests and dry runs (not VASP)
@@ -28,7 +33,7 @@ _LAZY = {
     "Settings": ("tm23data.generation.settings", "Settings"),
     "build_supercell": ("tm23data.generation.structures", "build_supercell"),
     "generate_local": ("tm23data.generation.local", "generate_local"),
-    "Campaign": ("tm23data.generation.slurm", "Campaign"),
+    "Campaign": ("tm23data.generation.campaign", "Campaign"),
     "extract_frames": ("tm23data.generation.extract", "extract_frames"),
     "parse_static": ("tm23data.generation.labels", "parse_static"),
     "choose_kmesh": ("tm23data.generation.kpoints", "choose_kmesh"),

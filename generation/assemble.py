@@ -62,7 +62,8 @@ def base_provenance(pipeline: str, settings: Settings, *, what: str, labels: dic
 
 
 def write_generated_archive(path: str | os.PathLike, per_element: dict, settings: Settings, provenance: dict) -> str:
-    """Build the 8 members per element and write the zip; returns its md5.
+    """Build the 8 members per element and write the zip and its ``.md5`` file; returns the md5. Local and
+    VASP generation both end here, so their archives have one layout and one provenance shape.
 
     ``per_element[element][regime]`` is either the regime's frames in trajectory order (split here with
     :func:`split_regime`) or an explicit (train, test) pair (e.g. after unconverged frames were dropped)."""
@@ -82,7 +83,9 @@ def write_generated_archive(path: str | os.PathLike, per_element: dict, settings
                 )
             pairs[regime] = (train, test)
         members[element] = members_from_regimes(pairs)
-    return write_archive(path, members, provenance)
+    md5 = write_archive(path, members, provenance)
+    write_md5_file(path, md5)
+    return md5
 
 
 def write_md5_file(path: str | os.PathLike, md5: str) -> Path:

@@ -91,10 +91,19 @@ def register(sub) -> None:
     q.add_argument("--skip-failed", action="store_true", help="do not re-run frames that failed")
     q.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="change slurm.* settings first")
     q.set_defaults(func=cmd_slurm_submit)
-    q = ssub.add_parser("status", help="AIMD steps and label frames done, failed and missing")
+    q = ssub.add_parser("status", help="per element/regime/stage: done, running, pending (reason), failed (log), missing",
+                        description="The state of every run, from the run folders and from SLURM (squeue, and sacct "
+                        "where accounting exists).")  # fmt: skip
     q.add_argument("root", metavar="ROOT", help='campaign folder')
     q.add_argument("--json", action="store_true", help='machine-readable output')
     q.set_defaults(func=cmd_slurm_status)
+    q = ssub.add_parser("cancel", help="cancel the campaign's queued and running jobs",
+                        description="scancel the campaign's jobs that are queued or running; their frames stay not "
+                        "done, and the next submit covers them.")  # fmt: skip
+    q.add_argument("root", metavar="ROOT", help='campaign folder')
+    q.add_argument("--stage", choices=("aimd", "labels", "kpoints"), help="only this stage's jobs")
+    q.add_argument("--elements", nargs="+", metavar="ELEMENT", help="only these elements' jobs")
+    q.set_defaults(func=cmd_slurm_cancel)
     p.set_defaults(func=lambda args, p=p: (p.print_help(), 2)[1])
 
     p = sub.add_parser("collect", help="validate the static labels of a campaign and write the archive",
@@ -355,28 +364,40 @@ def cmd_slurm_submit(args) -> int:
 
 def cmd_slurm_status(args) -> int:
     from ..tables import text_table
-    from .slurm import Campaign
+    from .slurm import Campaign, status
 
     campaign = Campaign.open(args.root)
-    state = campaign.refresh_state()
+    rows, note = status(campaign)
     if args.json:
-        print(json.dumps(state, indent=2))
+        print(json.dumps({"runs": rows, "note": note}, indent=2, default=sorted))
         return 0
-    rows = []
-    for key, a in state["aimd"].items():
-        labels = state["static"].get(f"{key}/labels")
-        rows.append([key, f"{a['steps_done']}/{a['steps_total']}", a["status"], a["segments"],
-                     labels["n_done"] if labels else "-", labels["n_failed"] if labels else "-",
-                     labels["n_missing"] if labels else "-"])  # fmt: skip
-    print(text_table(["run", "AIMD steps", "AIMD", "segments", "labels done", "failed", "missing"], rows))
-    for folder, st in state["static"].items():
-        for i, why in list(st["failed"].items())[:5]:
-            print(f"  {folder} frame {i}: {why}")
-        if st["n_failed"] > 5:
-            print(f"  {folder}: ... {st['n_failed'] - 5} more failed")
-        if st.get("n_stale"):
-            print(f"  {folder}: {st['n_stale']} frame(s) labelled with other INCAR/KPOINTS/POTCAR than the current "
-                  f"ones ({st['stale']}), counted as missing; `tm23 slurm submit` runs them again")
+    if note:
+        print(f"warning: {note}")
+    aimd = [[r["what"], r["steps"], r["state"]] for r in rows if r["stage"] == "aimd"]
+    print(text_table(["run", "AIMD steps", "AIMD"], aimd))
+    static = [[r["what"], f"{r['done']}/{r['n_frames']}", r["running"],
+               f"{r['pending']}" + (f" ({r['pending_reason']})" if r["pending_reason"] else ""), len(r["failed"]),
+               r["missing"]] for r in rows if r["stage"] != "aimd"]  # fmt: skip
+    if static:
+        print(text_table(["static set", "done", "running", "pending", "failed", "missing"], static))
+    for r in rows:
+        if r["stage"] == "aimd":
+            continue
+        for i, why in list(r["failed"].items())[:5]:
+            print(f"  {r['what']} frame {i}: {why}")
+        if len(r["failed"]) > 5:
+            print(f"  {r['what']}: ... {len(r['failed']) - 5} more failed")
+        if r.get("stale"):
+            print(f"  {r['what']}: {r['stale']} frame(s) labelled with other INCAR/KPOINTS/POTCAR than the current "
+                  "ones, counted as missing; `tm23 slurm submit` runs them again")
+    return 0
+
+
+def cmd_slurm_cancel(args) -> int:
+    from .slurm import Campaign, cancel
+
+    ids = cancel(Campaign.open(args.root), args.stage, args.elements)
+    print(f"cancelled {len(ids)} job(s): {' '.join(ids)}" if ids else "nothing queued or running to cancel")
     return 0
 
 

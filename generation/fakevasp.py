@@ -13,7 +13,8 @@ Knobs for tests (environment variables read by :func:`main`):
 - ``TM23_FAKE_VASP_CRASH=1``: exit with status 1 before writing anything;
 - ``TM23_FAKE_VASP_MAX_STEPS=N``: an MD run stops after N steps, as if killed by the time limit (it writes a
   CONTCAR, like VASP after a STOPCAR);
-- ``TM23_FAKE_VASP_FAIL_IDS="0003 0017"``: crash when the run directory's name is one of these ids.
+- ``TM23_FAKE_VASP_FAIL_IDS="0003 0017"``: crash when the run directory's name is one of these ids;
+- ``TM23_FAKE_VASP_STEP_S=S``: take S seconds per MD step and per static run (jobs that run for a while).
 """
 
 from __future__ import annotations
@@ -297,6 +298,9 @@ def run(directory: str | os.PathLike = ".") -> int:
     ):
         print("fake vasp: crashing on purpose", file=sys.stderr)
         return 1
+    import time
+
+    step_s = float(os.environ.get("TM23_FAKE_VASP_STEP_S", 0) or 0)
     for name in ("INCAR", "POSCAR", "KPOINTS"):
         if not (directory / name).is_file():
             print(f"fake vasp: {name} missing in {directory}", file=sys.stderr)
@@ -316,6 +320,7 @@ def run(directory: str | os.PathLike = ".") -> int:
         return a
 
     if int(incar.get("IBRION", -1)) != 0:
+        time.sleep(step_s)
         image = label(atoms)
         unconverged = os.environ.get("TM23_FAKE_VASP_UNCONVERGED") == "1"
         nelm = int(incar.get("NELM", 60))
@@ -343,6 +348,7 @@ def run(directory: str | os.PathLike = ".") -> int:
                              tchain=1)  # fmt: skip
     images = []
     for step in range(min(nsw, max_steps)):
+        time.sleep(step_s)
         if step:
             dyn.run(1)
         images.append(label(atoms))

@@ -285,7 +285,7 @@ def generate_local(
     progress: bool = True,
 ) -> GenerateResult:
     """Run MD, label the kept frames and write a TM23-format archive at ``archive_path``."""
-    from .assemble import base_provenance, write_generated_archive, write_md5_file
+    from .assemble import base_provenance, write_generated_archive
 
     settings = settings or Settings()
     symbols = elements.resolve(element_symbols)
@@ -360,7 +360,6 @@ def generate_local(
     }
     provenance["elements"] = el_prov
     md5 = write_generated_archive(archive_path, per_element, settings, provenance)
-    write_md5_file(archive_path, md5)
     return GenerateResult(archive_path, md5, provenance, timings)
 
 

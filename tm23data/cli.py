@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for commands that write jobs running themselves
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s")
     if not getattr(args, "func", None):
         parser.print_help()
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.verbose:
             raise
         print(f"tm23 {args.command}: error: {one_line(err)}", file=sys.stderr)
-        return 1
+        return int(getattr(err, "exit_code", 1))  # e.g. 75: a preempted run to be continued by rerunning
 
 
 def one_line(err: BaseException) -> str:

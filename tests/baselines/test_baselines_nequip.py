@@ -147,18 +147,28 @@ def test_store_datamodule_serves_the_same_frames_as_ase_datamodule(cached, tmp_p
 
 
 @pytest.fixture(scope="module")
-def nequip_run(synthetic_zip, tmp_path_factory):
+def _module_run(synthetic_zip, tmp_path_factory):
     """One tiny NequIP run (2 epochs) on the synthetic Cu 'full' split, shared by the tests below."""
     path, md5 = synthetic_zip
+    home = tmp_path_factory.mktemp("home")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TM23_HOME", str(tmp_path_factory.mktemp("home")))
+        mp.setenv("TM23_HOME", str(home))
         mp.setenv("TM23_MD5", md5)
         for var in ("TM23_URL", "TM23_OFFLINE"):
             mp.delenv(var, raising=False)
         import_archive(path)
         out = tmp_path_factory.mktemp("runs")
         res = train_nequip("Cu", "full", TINY, out=out)
-        yield res, load_store("Cu", progress=False), out
+        yield res, load_store("Cu", progress=False), out, home, md5
+
+
+@pytest.fixture
+def nequip_run(_module_run, monkeypatch):
+    """The shared run, with its cache selected in this test (the autouse fixture gives each test a fresh one)."""
+    res, store, out, home, md5 = _module_run
+    monkeypatch.setenv("TM23_HOME", str(home))
+    monkeypatch.setenv("TM23_MD5", md5)
+    return res, store, out
 
 
 def test_tiny_training_writes_a_complete_run(nequip_run):
@@ -234,7 +244,7 @@ def test_checkpoint_reload_reproduces_the_saved_predictions(nequip_run):
         predictor.predict(load_store("W", progress=False).frames.take([0]))
 
 
-def test_existing_run_is_not_overwritten_and_failures_are_kept_aside(nequip_run, tmp_path, monkeypatch):
+def test_existing_run_is_not_overwritten_and_failures_stay_resumable(nequip_run, tmp_path, monkeypatch):
     import sys
 
     from tm23data.baselines import nequip as nequip_module
@@ -247,8 +257,11 @@ def test_existing_run_is_not_overwritten_and_failures_are_kept_aside(nequip_run,
     with pytest.raises(RuntimeError, match="(?s)nequip-train failed \\(exit 3\\).*model build exploded"):
         train_nequip("Cu", "full", TINY, out=tmp_path, name="bad")
     assert not (tmp_path / "bad").exists()
-    assert (tmp_path / "bad.failed" / "train.log").read_text().strip() == "model build exploded"
-    assert (tmp_path / "bad.failed" / "config.yaml").is_file()
+    # the work folder stays where it is, resumable by the same command, with its log and the crashed segment
+    work = tmp_path / ".bad.partial"
+    assert (work / "train.log").read_text().strip().splitlines()[-1] == "model build exploded"
+    assert (work / "config.yaml").is_file()
+    assert [s["exit"] for s in json.loads((work / "segments.json").read_text())] == ["crashed"]
 
 
 def test_min_lr_stop_ends_training_once_the_rate_is_below_the_floor():
@@ -366,3 +379,17 @@ def test_the_training_bar_follows_the_epochs_written_by_the_callback(tmp_path):
         time.sleep(0.2)
     bar.stop()
     assert bar.bar.n == 21 and bar.bar.total == 60 and not bar.thread.is_alive()
+
+
+def test_tm23_evaluate_nequip_checkpoint_reproduces_the_baseline(nequip_run, tmp_path):
+    """``tm23 evaluate nequip:best.ckpt`` (nequip's own ASE calculator) scores the trained model as the
+    baseline's evaluation did (the store path, batched)."""
+    from tm23data.baselines.evaluate import evaluate
+
+    res, store, out = nequip_run
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TM23_MD5", store.archive_md5)
+        ev = evaluate(f"nequip:{res.path / 'best.ckpt'}", "Cu", "full", out=tmp_path, shift_frames=0, progress=False)
+    assert ev.data["model_info"]["package"] == "nequip" and len(ev.data["model_info"]["weights_sha256"]) == 64
+    for q in ("energy_per_atom", "forces", "stress"):
+        assert ev.metrics[q]["mae"] == pytest.approx(res.metrics[q]["mae"], rel=1e-4, abs=1e-7), q

@@ -1,5 +1,6 @@
-"""The VASP pipeline on SLURM: job scripts (bash -n), a fake sbatch that records calls, dry runs, resume
-after failures, and the whole HPC path run end to end with the stand-in VASP (tm23data.generation.fakevasp)."""
+"""The VASP job scripts without a scheduler: all 81 scripts pass bash -n; the scripts run by hand (as a node
+would) through a time-limit stop, resume, failing and unconverged frames and damaged outputs; the shell logic
+equal to its Python twin. What needs a real scheduler is in tests/slurm."""
 
 from __future__ import annotations
 
@@ -97,20 +98,6 @@ def test_scripts_for_all_elements_pass_bash_n(tmp_path, fakebin):
     assert len(calls) == 6 and all(c.startswith("--parsable ") and c.endswith("aimd.sbatch") for c in calls)
     state = json.loads((root / "state.json").read_text())
     assert {s["job_id"] for s in state["submissions"]} == {str(1001 + k) for k in range(6)}
-
-
-def test_queued_jobs_are_not_submitted_twice(tmp_path, fakebin):
-    root = tmp_path / "camp"
-    assert main(["vasp-inputs", str(root), "Ag", "--stage", "aimd", *SMALL]) == 0
-    assert main(["slurm", "submit", str(root), "--stage", "aimd"]) == 0
-    assert len(_calls(fakebin)) == 3
-    (fakebin / "RUNNING").write_text("1001\n1002\n1003\n")  # all three still in the queue
-    assert main(["slurm", "submit", str(root), "--stage", "aimd"]) == 0
-    assert len(_calls(fakebin)) == 3
-    (fakebin / "RUNNING").write_text("1002\n")  # two left the queue without finishing: those are resubmitted
-    assert main(["slurm", "submit", str(root), "--stage", "aimd"]) == 0
-    calls = _calls(fakebin)
-    assert len(calls) == 5 and "Ag/warm" not in "".join(calls[3:]) and "/Ag/cold/aimd" in calls[3]
 
 
 def test_pipeline_end_to_end_with_resume(tmp_path, fakebin, tm23_home, monkeypatch, capsys):
@@ -229,9 +216,9 @@ def test_campaign_structure_follows_the_rule_until_the_aimd_starts(tmp_path, fak
 
 def _count_configs_bash(xdatcar: Path) -> int:
     """The job script's own ``count_configs`` function, run on one file."""
-    from tm23data.generation.slurm import _AIMD_BODY
+    from tm23data.generation.jobscripts import shell_function
 
-    body = _AIMD_BODY[_AIMD_BODY.index("count_configs() {") : _AIMD_BODY.index("count_steps() {")]
+    body = shell_function("count_configs", "aimd")
     res = subprocess.run(["bash", "-c", body + 'count_configs "$1"', "bash", str(xdatcar)], capture_output=True,
                          text=True, check=True)  # fmt: skip
     return int(res.stdout)
@@ -240,7 +227,7 @@ def _count_configs_bash(xdatcar: Path) -> int:
 def test_half_written_xdatcar_configuration_is_not_a_step(tmp_path, fakebin):
     """A hard kill can stop VASP at a line end inside a configuration: it must not count as an MD step, or the
     next segment runs one step short and the AIMD is called done with 7 of 8 steps."""
-    from tm23data.generation.slurm import _count_configurations
+    from tm23data.generation.campaign import _count_configurations
     from tm23data.generation.vaspout import read_xdatcar
 
     root = tmp_path / "camp"
@@ -284,7 +271,7 @@ def _run_label_tasks(root: Path) -> list[str]:
     from tm23data.generation.slurm import plan
 
     out = []
-    for p in plan(Campaign.open(root), "labels", active_jobs=set()):
+    for p in plan(Campaign.open(root), "labels", busy={}):
         tasks = p.script.parent / "tasks" / "t.txt"
         tasks.parent.mkdir(exist_ok=True)
         tasks.write_text("".join(" ".join(t) + "\n" for t in p.tasks))
@@ -312,14 +299,14 @@ def test_labels_from_old_static_inputs_are_redone(tmp_path, fakebin, capsys):
     labels = root / "Cu" / "cold" / "labels"
     # the job script records the same hash as Python computes: nothing left to plan
     assert (labels / "runs" / "0000" / "INPUTS.sha256").read_text().strip() == static_inputs_hash(labels)
-    assert plan(Campaign.open(root), "labels", active_jobs=set()) == []
+    assert plan(Campaign.open(root), "labels", busy={}) == []
     assert main(["collect", str(root), str(tmp_path / "old.zip"), "--no-progress"]) == 0
     # new static settings, label inputs rewritten: every frame is stale
     assert main(["vasp-inputs", str(root), "--stage", "labels", "--set", "vasp.kpoints.Cu=4x4x4",
                  "--set", "vasp.incar_static.ENCUT=600"]) == 0  # fmt: skip
     state = Campaign.open(root).refresh_state()["static"]["Cu/cold/labels"]
     assert (state["n_done"], state["n_stale"], state["n_missing"]) == (0, 3, 3)
-    planned = plan(Campaign.open(root), "labels", active_jobs=set())
+    planned = plan(Campaign.open(root), "labels", busy={})
     assert sum(p.n_frames for p in planned) == 9
     capsys.readouterr()
     assert main(["slurm", "status", str(root)]) == 0
@@ -345,3 +332,34 @@ def test_labels_from_old_static_inputs_are_redone(tmp_path, fakebin, capsys):
         prov = json.loads(zf.read("benchmarking_master_collection/PROVENANCE.json"))
     assert prov["settings"]["vasp"]["incar_static"]["ENCUT"] == 600
     assert prov["elements"]["Cu"]["regimes"]["cold"]["static_inputs_sha256"] == static_inputs_hash(labels)
+
+
+def test_shell_inputs_hash_and_scf_test_equal_python(tmp_path):
+    """The static template's inputs_hash and scf_converged give what tm23data computes on the same files."""
+    from tm23data.generation.fakevasp import outcar_text
+    from tm23data.generation.jobscripts import shell_function
+    from tm23data.generation.labels import _outcar_verdict
+    from tm23data.generation.vasp import static_inputs_hash
+
+    folder = tmp_path / "static"
+    folder.mkdir()
+    (folder / "INCAR").write_text("ENCUT = 600\n")
+    (folder / "KPOINTS").write_text("auto\n0\nGamma\n4 4 4\n")
+    for potcar in ("POTCAR.spec", "POTCAR"):
+        (folder / potcar).write_text("Cu_pv\n")
+        res = subprocess.run(["bash", "-c", shell_function("inputs_hash", "static") + 'inputs_hash "$1"', "bash",
+                              str(folder)], capture_output=True, text=True, check=True)  # fmt: skip
+        assert res.stdout.strip() == static_inputs_hash(folder), potcar
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+
+    atoms = bulk("Cu", cubic=True)
+    atoms.calc = EMT()
+    atoms.get_potential_energy()
+    for converged in (True, False):
+        outcar = tmp_path / f"OUTCAR-{converged}"
+        outcar.write_text(outcar_text([atoms], {"NELM": 60, "EDIFF": 1e-6}, n_scf=9 if converged else 60,
+                                      converged=converged))  # fmt: skip
+        res = subprocess.run(["bash", "-c", shell_function("scf_converged", "static") + 'scf_converged "$1"', "bash",
+                              str(outcar)])  # fmt: skip
+        assert (res.returncode == 0) == _outcar_verdict(outcar, None) == converged

@@ -3,6 +3,9 @@ dynamics). Needs ASE only for EMT; CHGNet and SevenNet tests skip without their 
 ``generation`` and ``models``), phonon tests without phonopy (extra ``models``)."""
 
 import pytest
+from support import skip_tier_unless
+
+skip_tier_unless("models", "models", "matplotlib")
 
 
 @pytest.fixture(scope="session")
