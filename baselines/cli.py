@@ -163,7 +163,9 @@ def register(sub) -> None:
     p.add_argument("--sizes", type=int, nargs="+", default=[100, 300, 500, 700, 900], help='training-set sizes (paper: 100 300 500 700 900)')
     p.add_argument("--l-max", type=int, nargs="+", default=[0, 1, 2, 3], help='rotation orders to compare (paper: 0 1 2 3)')
     p.add_argument("--features", default=None,
-                   help="'paper' (Table 2: 2, 4, 8, 16 for l_max 0..3) or an int (default: --set num_features)")  # fmt: skip
+                   help="'paper' (the Table 2 architectures: 64, 32, 16, 8 features for l_max 0..3, 4 layers, "
+                        "weight counts within 7%% of Table 2; see baselines/README.md) or an int "
+                        "(default: --set num_features)")  # fmt: skip
     p.add_argument("--max-time", type=float, metavar="SECONDS", help="wall-time limit per model")
     p.add_argument("--max-epochs", type=int, help='stop each model after this many epochs')
     p.add_argument("--steps", type=int, help="CPU budgets: about this many optimizer steps per model "

@@ -2,9 +2,10 @@
 trajectory (splits ``melt_100`` ... ``melt_900``), test on the melt test set, fit the force MAE to
 error = a N^b in log-log space (:func:`tm23data.metrics.fit_power_law`), and plot it.
 
-The paper's feature multiplicities per l_max (Table 2 caption: 2, 4, 8, 16, 32, 64 for l_max 0..5) are
-:data:`PAPER_FEATURES`; pass ``features="paper"`` to use them, an int for one value for all, or None for
-the settings' ``num_features``. Runs that already have a result are reused (``resume``), so an
+``features="paper"`` uses the paper's architecture per l_max (:mod:`.nequip_arch`: 64, 32, 16, 8, 4, 2
+features for l_max 0..5, 4 layers, trainable Bessels, 16-wide readout, the embedding width whose weight count
+is closest to Table 2); an int sets one feature count for all, a dict one per l_max, None keeps the
+settings' ``num_features``. Runs that already have a result are reused (``resume``), so an
 interrupted curve continues where it stopped.
 """
 
@@ -26,10 +27,11 @@ from ..provenance import utc_now
 from ..splits import LEARNING_CURVE_SIZES, carve_validation
 from . import results
 from .nequip import NequIPSettings, train_nequip
+from .nequip_arch import paper_features, paper_settings
 
 log = logging.getLogger(__name__)
 
-PAPER_FEATURES = {0: 2, 1: 4, 2: 8, 3: 16, 4: 32, 5: 64}
+PAPER_FEATURES = {l_max: paper_features(l_max) for l_max in range(6)}  # Table 2's counts (not its caption's order)
 PAPER_L_MAX = (0, 1, 2, 3)
 
 
@@ -84,7 +86,10 @@ def nequip_learning_curve(
     runs = out / "runs"
     points, fits = [], {}
     for l_max in l_maxes:
-        s = replace(base, l_max=int(l_max), num_features=_features(features, int(l_max), base.num_features))
+        if features == "paper":
+            s = paper_settings(int(l_max), element, base)
+        else:
+            s = replace(base, l_max=int(l_max), num_features=_features(features, int(l_max), base.num_features))
         for n in sizes:
             split = f"{regime}_{n}"
             if steps is not None:

@@ -62,6 +62,11 @@ class NequIPSettings:
     radial_mlp_depth: int = 2
     radial_mlp_width: int = 64
     num_bessels: int = 8
+    bessel_trainable: bool = False
+    type_embed_num_features: int | None = None  # None: nequip's default (num_features)
+    readout_mlp_hidden_layers_depth: int = 0
+    readout_mlp_hidden_layers_width: int | None = None
+    convnet_sc: bool = True  # self-connections (nequip's default)
     learning_rate: float = 0.005
     energy_weight: float = 1.0  # coefficient of the per-atom energy MSE
     force_weight: float = 1.0
@@ -136,6 +141,23 @@ def max_time_string(value: str | float | None) -> str | None:
     hours, rest = divmod(rest, 3600)
     minutes, seconds = divmod(rest, 60)
     return f"{days:02d}:{hours:02d}:{minutes:02d}:{seconds:02d}"
+
+
+def architecture_extras(s: NequIPSettings) -> dict:
+    """The ``NequIPGNNModel`` arguments beyond the basic ones, only where they differ from nequip's defaults
+    (so configs of runs that do not use them stay as they were)."""
+    extras = {}
+    if s.bessel_trainable:
+        extras["bessel_trainable"] = True
+    if s.type_embed_num_features is not None:
+        extras["type_embed_num_features"] = s.type_embed_num_features
+    if s.readout_mlp_hidden_layers_depth:
+        extras["readout_mlp_hidden_layers_depth"] = s.readout_mlp_hidden_layers_depth
+    if s.readout_mlp_hidden_layers_width is not None:
+        extras["readout_mlp_hidden_layers_width"] = s.readout_mlp_hidden_layers_width
+    if not s.convnet_sc:
+        extras["convnet_sc"] = False
+    return extras
 
 
 def max_time_seconds(value: str | float | None) -> float | None:
@@ -244,6 +266,7 @@ def nequip_config(
             "radial_mlp_depth": s.radial_mlp_depth,
             "radial_mlp_width": s.radial_mlp_width,
             "num_bessels": s.num_bessels,
+            **architecture_extras(s),
             "avg_num_neighbors": "${training_data_stats:num_neighbors_mean}",
             "per_type_energy_shifts": "${training_data_stats:per_atom_energy_mean}",
             "per_type_energy_scales": "${training_data_stats:per_type_forces_rms}",

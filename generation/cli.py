@@ -29,6 +29,8 @@ def register(sub) -> None:
                        "report every disagreement with the table.")  # fmt: skip
     p.add_argument("elements", nargs="*", metavar="ELEMENT", help='default: all 27')
     _structure_options(p)
+    p.add_argument("--check-lattice", action="store_true",
+                   help="relax each table cell with CHGNet (offline, PBE-trained) and show its a, c/a beside the table's")
     p.add_argument("--json", action="store_true", help='machine-readable output')
     p.set_defaults(func=cmd_structures)
 
@@ -130,7 +132,7 @@ def register(sub) -> None:
     q.add_argument("element", metavar="ELEMENT", help='a TM23 symbol of the campaign')
     q.add_argument("--energy-tol", type=float, default=1e-3, help="eV/atom (default 0.001)")
     q.add_argument("--force-tol", type=float, default=5e-3, help="eV/Å (default 0.005)")
-    q.add_argument("--force-metric", choices=("rms", "max"), default="rms", help='force noise measure: rms over components (default) or max')
+    q.add_argument("--force-metric", choices=("rms", "max"), default="max", help='force noise measure: largest component difference (default, stricter) or rms over components')
     q.add_argument("--apply", action="store_true", help="store the chosen mesh in the campaign (vasp.kpoints.EL)")
     q.set_defaults(func=cmd_kpoints_choose)
     p.set_defaults(func=lambda args, p=p: (p.print_help(), 2)[1])
@@ -163,7 +165,7 @@ def _md_options(p) -> None:
 
 def _structure_options(p) -> None:
     g = p.add_argument_group("supercell")
-    g.add_argument("--supercell-rule", choices=("vectors", "images", "tm23"),
+    g.add_argument("--supercell-rule", choices=("vectors", "images", "tm23", "fill"),
                    help="vectors: every lattice vector >= min length (default); images: every atom that far from its periodic images; "
                    "tm23: the published cell where known (Cu 3x3x2)")  # fmt: skip
     g.add_argument("--min-length", type=float, help="Å (default 7)")
@@ -248,6 +250,14 @@ def cmd_structures(args) -> int:
             except ValueError as err:
                 item["archive"] = {"error": str(err)}
                 row += ["-", str(err)]
+        if args.check_lattice:
+            from .latticecheck import check_lattice
+            from .local import make_calculator
+
+            check = check_lattice(el, make_calculator("chgnet", el)[0])
+            item["lattice_check"] = check.to_dict()
+            row += [f"{check.relaxed_a_A:.4f}", f"{check.relaxed_c_over_a:.3f}" if check.relaxed_c_over_a else "-",
+                    f"{check.da_percent:+.2f}"]  # fmt: skip
         rows.append(row)
         report[el] = item
     if args.json:
@@ -256,6 +266,8 @@ def cmd_structures(args) -> int:
     header = ["El", "structure", "a/Å", "c/a", "supercell", "atoms", "vacancy", "certainty"]
     if args.archive:
         header += ["archive", "disagreements"]
+    if args.check_lattice:
+        header += ["CHGNet a/Å", "CHGNet c/a", "Δa %"]
     print(text_table(header, rows))
     print(f"\nRule {settings.structure.rule!r}, min length {settings.structure.min_length_A:g} Å, seed "
           f"{settings.structure.seed}. Certainty: archive = measured from published frames; pbe = Materials Project "

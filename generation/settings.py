@@ -52,8 +52,8 @@ INCAR_COMMON: dict[str, object] = {
 #: filled in per regime from the melting temperature and :class:`MDSettings`.
 INCAR_AIMD: dict[str, object] = {
     "IBRION": 0,  # molecular dynamics
-    "MDALGO": 2,  # Nosé-Hoover thermostat (needs VASP built with -Dtbdyn; MDALGO=0 is the older equivalent)
-    "SMASS": 0,  # Nosé mass giving a period of 40 time steps (paper)
+    # no MDALGO: the classic Nosé thermostat of a stock VASP 5.4.1 (the paper's version); see VaspSettings.thermostat
+    "SMASS": 0,  # Nosé mass giving a period of 40 time steps (paper; documented for the classic thermostat)
     "ISIF": 0,  # our choice: fixed cell, no stress needed during MD (NVT at the ground-state volume)
     "PREC": "Normal",  # our choice (not stated in the paper)
     "EDIFF": 1e-5,  # eV, our choice
@@ -229,7 +229,8 @@ class StructureSettings:
     min_length_A: float = 7.0
     #: "vectors": every lattice vector of the conventional cell >= min_length_A (paper's wording; default);
     #: "images": every atom >= min_length_A from its periodic images (Methods' wording; same cells for TM23);
-    #: "tm23": the published supercell where the lattice table records it (Cu: 3x3x2), else "vectors".
+    #: "tm23": the published supercell where the lattice table records it (Cu: 3x3x2), else "vectors";
+    #: "fill": the most sites up to 72 with every vector >= min_length_A (inferred; reproduces Cu 3x3x2).
     rule: str = "vectors"
     seed: int = 0  #: vacancy site and MD velocities derive from this seed, the element and the regime
 
@@ -240,7 +241,8 @@ class StructureSettings:
             raise UsageError(f"structure.min_length_A must be > 0, got {self.min_length_A}")
 
 
-SUPERCELL_RULES = ("vectors", "images", "tm23")
+SUPERCELL_RULES = ("vectors", "images", "tm23", "fill")
+THERMOSTATS = ("nose", "mdalgo2")
 
 
 @dataclass
@@ -254,14 +256,23 @@ class VaspSettings:
     kpoints: dict = field(default_factory=dict, metadata={"key": _element_key, "value": _parse_mesh})
     #: Elements without a converged mesh get n_i = max(1, ceil(kpoint_length_A / |a_i|)) (our placeholder).
     kpoint_length_A: float = 30.0
+    #: "nose": IBRION=0 with SMASS and no MDALGO, the Nosé thermostat of a stock VASP 5.4.1 build (default);
+    #: "mdalgo2": MDALGO=2, the Nosé-Hoover of builds compiled with -Dtbdyn (VASP >= 5.4 with tbdyn, or 6.x).
+    thermostat: str = "nose"
     potcar_functional: str = "PBE"  #: pymatgen functional name (Materials Project's legacy PBE set)
     potcar: dict = field(default_factory=lambda: dict(MP_POTCARS), metadata={"key": _element_key, "value": _potcar_value})
+
+    def __post_init__(self) -> None:
+        if self.thermostat not in THERMOSTATS:
+            raise UsageError(f"vasp.thermostat must be one of {', '.join(THERMOSTATS)}, got {self.thermostat!r}")
 
     def incar(self, stage: str) -> dict:
         """Merged INCAR tags of ``stage`` ("aimd" or "static"), stage tags overriding common ones."""
         if stage not in ("aimd", "static"):
             raise UsageError(f"stage must be 'aimd' or 'static', got {stage!r}")
         out = dict(self.incar_common)
+        if stage == "aimd" and self.thermostat == "mdalgo2":
+            out["MDALGO"] = 2
         out.update(self.incar_aimd if stage == "aimd" else self.incar_static)
         return {k.upper(): v for k, v in out.items() if v is not None}
 

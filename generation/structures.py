@@ -6,8 +6,8 @@ Description; Methods: "at least 7 Å of spacing between an atom and its periodic
 deleted one random atom. This module holds:
 
 - the lattice table (``generation/data/lattice.csv``): per metal the structure, lattice constants,
-  their **source and certainty** (``archive``: measured from the published frames; ``pbe``: Materials
-  Project legacy PBE value, not re-checked here; ``experimental``: ASE's reference data, the
+  their **source, certainty and expected error** (``archive``: measured from the published frames; ``pbe``:
+  Materials Project legacy PBE value, not re-checked here; ``experimental``: ASE's reference data, the
   PBE value unverified), and the published supercell where it is known;
 - overrides: a CIF/POSCAR file (:func:`read_structure_file`), or the Materials Project GGA entry through
   ``mp-api`` when the user has a key (:func:`from_materials_project`; r2SCAN entries are refused);
@@ -66,6 +66,7 @@ class LatticeEntry:
     source: str
     tm23_repeat: tuple[int, int, int] | None
     note: str = ""
+    expected_error: str = ""  # against the 0 K PBE constant the paper used
 
     def conventional_cell(self, a_A: float | None = None, c_over_a: float | None = None):
         """The conventional cell as ``ase.Atoms`` (optionally at other lattice constants)."""
@@ -118,6 +119,7 @@ def lattice_table() -> dict[str, LatticeEntry]:
                 source=row["source"],
                 tm23_repeat=repeat,  # type: ignore[arg-type]
                 note=row["note"] or "",
+                expected_error=row.get("expected_error") or "",
             )
         except (KeyError, ValueError) as err:
             raise StructureError(f"generation/data/lattice.csv, line {line}: bad row ({err})") from None
@@ -165,6 +167,8 @@ def supercell_repeat(cell, min_length_A: float = 7.0, rule: str = "vectors") -> 
       (ties: the most even repeats). For the 27 TM23 cells both rules give the same supercells.
     """
     cell = np.asarray(cell, dtype=float)
+    if rule == "fill":
+        return fill_repeat(cell, min_length_A)
     if rule == "vectors":
         lengths = np.linalg.norm(cell, axis=1)
         return tuple(max(1, int(math.ceil(min_length_A / length - 1e-9))) for length in lengths)  # type: ignore[return-value]
@@ -181,6 +185,36 @@ def supercell_repeat(cell, min_length_A: float = 7.0, rule: str = "vectors") -> 
         if best is None or key < best[0]:
             best = (key, rep)
     return best[1]  # type: ignore[index,return-value]
+
+
+#: Most sites of a "fill" supercell: the paper's largest cell, 71 atoms, plus the vacancy.
+FILL_MAX_SITES = 72
+
+
+def fill_repeat(cell, min_length_A: float = 7.0, max_sites: int | None = None, n_basis: int | None = None):
+    """Rule ``"fill"`` (inferred, not stated by the paper): the diagonal supercell with every lattice vector
+    >= ``min_length_A`` and the most sites up to ``max_sites`` (72: the paper's upper bound of 71 atoms plus
+    the vacancy); ties go to the largest atom-to-image distance, then to the larger repeats first. It
+    reproduces the one published cell (Cu: 3x3x2 conventional, 72 sites, 71 atoms) and puts every TM23
+    metal in the paper's 32-71 atoms. ``n_basis``: atoms per cell (default: inferred as 1; pass it)."""
+    cell = np.asarray(cell, dtype=float)
+    max_sites = max_sites or FILL_MAX_SITES
+    n_basis = n_basis or 1
+    lower = [max(1, int(math.ceil(min_length_A / length - 1e-9))) for length in np.linalg.norm(cell, axis=1)]
+    if int(np.prod(lower)) * n_basis > max_sites:
+        return tuple(lower)  # type: ignore[return-value]
+    best = None
+    for n1 in range(lower[0], max_sites // n_basis + 1):
+        for n2 in range(lower[1], max_sites // n_basis + 1):
+            for n3 in range(lower[2], max_sites // n_basis + 1):
+                sites = n1 * n2 * n3 * n_basis
+                if sites > max_sites:
+                    break
+                rep = (n1, n2, n3)
+                key = (sites, round(min_image_distance(cell * np.array(rep)[:, None]), 6), rep)
+                if best is None or key > best:
+                    best = key
+    return best[2]  # type: ignore[index]
 
 
 @dataclass
@@ -266,6 +300,8 @@ def build_supercell(
         rule == "tm23" and entry.tm23_repeat is not None and unit_cell is not None and _is_table_cell(unit_cell, entry)
     ):
         repeat = entry.tm23_repeat
+    elif rule == "fill":
+        repeat = fill_repeat(unit_cell.cell.array, settings.min_length_A, n_basis=len(unit_cell))
     else:
         repeat = supercell_repeat(
             unit_cell.cell.array, settings.min_length_A, "images" if rule == "images" else "vectors"

@@ -184,3 +184,23 @@ def fit_power_law(n_train, errors) -> PowerLaw:
     total = y - y.mean()
     r2 = 1.0 - float(residual @ residual) / float(total @ total) if np.any(total) else 1.0
     return PowerLaw(a=float(np.exp(log_a)), b=float(b), r2=r2)
+
+
+def force_label_differences(forces_a, forces_b) -> dict[str, float]:
+    """How two label sets of the same frames differ in their forces (the paper's Fig. 9c, e.g. SIGMA 1.0 eV vs
+    0.2 eV), in eV/Å: ``radial`` = mean over atoms of ||F_a| - |F_b|| (magnitudes only), ``vector`` = mean of
+    |F_a - F_b| (the difference vector first, so it also carries the change of direction), ``angular_deg`` =
+    mean angle between F_a and F_b. ``vector`` well above ``radial`` means the labels changed direction."""
+    a = np.asarray(forces_a, dtype=float).reshape(-1, 3)
+    b = np.asarray(forces_b, dtype=float).reshape(-1, 3)
+    if a.shape != b.shape:
+        raise ValueError(f"force label sets differ in shape: {a.shape} vs {b.shape}")
+    na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
+    ok = (na > 0) & (nb > 0)
+    cos = np.clip((a[ok] * b[ok]).sum(axis=1) / (na[ok] * nb[ok]), -1.0, 1.0)
+    return {
+        "radial": float(np.mean(np.abs(na - nb))),
+        "vector": float(np.mean(np.linalg.norm(a - b, axis=1))),
+        "angular_deg": float(np.degrees(np.arccos(cos)).mean()) if ok.any() else 0.0,
+        "n_atoms": int(len(a)),
+    }

@@ -358,8 +358,8 @@ def test_learning_curve_reuses_a_finished_run_only_with_the_same_settings(cached
     learning_curve.nequip_learning_curve("Cu", features=None, settings=NequIPSettings(num_features=32), **kwargs)
     assert trained == [("melt_4", 32), ("melt_8", 32)], "identical settings: the finished runs are reused"
     report = learning_curve.nequip_learning_curve("Cu", features="paper", **kwargs)
-    assert trained[2:] == [("melt_4", 4), ("melt_8", 4)]
-    assert [p["num_features"] for p in report["points"]] == [4, 4]
+    assert trained[2:] == [("melt_4", 32), ("melt_8", 32)]  # Table 2's l_max 1 architecture
+    assert [p["num_features"] for p in report["points"]] == [32, 32]
 
 
 def test_the_training_bar_follows_the_epochs_written_by_the_callback(tmp_path):

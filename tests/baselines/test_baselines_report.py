@@ -113,8 +113,8 @@ def test_learning_curve_fits_the_power_law(cached, tmp_path, monkeypatch):
 
     monkeypatch.setattr(learning_curve, "train_nequip", fake_train)
     rep = learning_curve.nequip_learning_curve("Cu", sizes=(2, 4, 8), l_maxes=(0, 1), features="paper", out=tmp_path)
-    assert calls == [("melt_2", 0, 2), ("melt_4", 0, 2), ("melt_8", 0, 2), ("melt_2", 1, 4), ("melt_4", 1, 4),
-                     ("melt_8", 1, 4)]  # fmt: skip
+    assert calls == [("melt_2", 0, 64), ("melt_4", 0, 64), ("melt_8", 0, 64), ("melt_2", 1, 32), ("melt_4", 1, 32),
+                     ("melt_8", 1, 32)]  # fmt: skip
     assert rep["fits"]["0"]["b"] == pytest.approx(-0.3) and rep["fits"]["1"]["b"] == pytest.approx(-0.4)
     assert rep["fits"]["1"]["a"] == pytest.approx(2.0) and rep["fits"]["0"]["r2"] == pytest.approx(1.0)
     assert (tmp_path / "learning_curve.png").is_file() and (tmp_path / "learning_curve.csv").is_file()

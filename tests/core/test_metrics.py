@@ -88,3 +88,19 @@ def test_both_energy_percent_errors_on_hand_computed_values():
     shifted = summarize(pred + 12.7, true + 12.7)
     assert shifted["percent"] == pytest.approx(100 * 0.01 / 0.65) == pytest.approx(20 * s["percent"])
     assert shifted["percent_of_spread"] == pytest.approx(s["percent_of_spread"])
+
+
+def test_force_label_differences_separate_magnitude_and_direction():
+    from tm23data.metrics import force_label_differences
+
+    a = np.array([[1.0, 0.0, 0.0], [0.0, 2.0, 0.0]])
+    rotated = np.array([[0.0, 1.0, 0.0], [0.0, 2.0, 0.0]])  # atom 0 turned by 90°, same magnitudes
+    d = force_label_differences(a, rotated)
+    assert d["radial"] == pytest.approx(0.0)
+    assert d["vector"] == pytest.approx(np.sqrt(2) / 2)
+    assert d["angular_deg"] == pytest.approx(45.0)
+    scaled = force_label_differences(a, 1.5 * a)  # magnitudes only: |0.5| and |1.0| -> 0.75 both ways
+    assert scaled["radial"] == pytest.approx(0.75) and scaled["vector"] == pytest.approx(0.75)
+    assert scaled["angular_deg"] == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError):
+        force_label_differences(a, a[:1])

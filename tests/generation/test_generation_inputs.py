@@ -12,6 +12,7 @@ from tm23data.generation.settings import MP_POTCARS, MDSettings, Settings
 from tm23data.generation.structures import build_supercell
 from tm23data.generation.vasp import (
     aimd_incar,
+    static_incar,
     format_incar,
     format_poscar,
     static_kmesh,
@@ -81,10 +82,11 @@ def test_aimd_incar_for_every_element_and_regime(tmp_path):
             tags = aimd_incar(el, regime, settings)
             t = elements.get(el).temperature(regime)
             assert tags["TEBEG"] == tags["TEEND"] == pytest.approx(t, abs=1e-4)
-            assert {k: tags[k] for k in ("IBRION", "MDALGO", "SMASS", "POTIM", "NSW", "ISYM", "ISPIN", "ENCUT",
+            assert {k: tags[k] for k in ("IBRION", "SMASS", "POTIM", "NSW", "ISYM", "ISPIN", "ENCUT",
                                           "ISMEAR", "SIGMA")} == {
-                "IBRION": 0, "MDALGO": 2, "SMASS": 0, "POTIM": 5.0, "NSW": 11000, "ISYM": 0, "ISPIN": 1,
+                "IBRION": 0, "SMASS": 0, "POTIM": 5.0, "NSW": 11000, "ISYM": 0, "ISPIN": 1,
                 "ENCUT": 520, "ISMEAR": 1, "SIGMA": 0.2}  # fmt: skip
+            assert "MDALGO" not in tags  # stock VASP 5.4.1: the classic Nosé thermostat
     # written and read back (ours and pymatgen's INCAR parser agree)
     sc = build_supercell("Hf")
     write_aimd_inputs(tmp_path / "hf", sc, "melt", settings)
@@ -184,3 +186,17 @@ def test_format_helpers():
     assert text.splitlines() == ["# two", "# lines", "LREAL = .FALSE.", "EDIFF = 1E-06", "ENCUT = 520", "ALGO = Normal"]
     with pytest.raises(ValueError, match="contiguous"):
         format_poscar(["Cu", "Ag", "Cu"], np.eye(3) * 5, np.zeros((3, 3)))
+
+
+def test_thermostat_tags_per_vasp_build():
+    """Stock VASP 5.4.1 (the paper's): no MDALGO, SMASS=0; a -Dtbdyn build: MDALGO=2 as an option."""
+    from tm23data.errors import UsageError
+    from tm23data.generation.settings import VaspSettings
+
+    stock = aimd_incar("Cu", "melt", Settings())
+    assert "MDALGO" not in stock and stock["SMASS"] == 0 and stock["IBRION"] == 0
+    tbdyn = aimd_incar("Cu", "melt", Settings(vasp=VaspSettings(thermostat="mdalgo2")))
+    assert tbdyn["MDALGO"] == 2 and tbdyn["SMASS"] == 0
+    assert "MDALGO" not in static_incar("Cu", "melt", Settings(vasp=VaspSettings(thermostat="mdalgo2")))
+    with pytest.raises(UsageError, match="thermostat"):
+        VaspSettings(thermostat="langevin")

@@ -133,3 +133,15 @@ def test_rdf_command_on_a_store(cached, tmp_path, capsys):
     lines = (tmp_path / "cu.csv").read_text().splitlines()
     assert lines[0] == "r_A,g_cold,g_warm,g_melt" and len(lines) == 121
     assert "cold (6 frames)" in capsys.readouterr().out
+
+
+def test_force_criterion_defaults_to_the_largest_component_difference():
+    """One atom 8 meV/Å off on the coarse mesh: RMS over 32 atoms (~0.8 meV/Å) passes, the max (default) not."""
+    rng = np.random.default_rng(1)
+    ref_f = rng.normal(size=(32, 3))
+    off = ref_f.copy()
+    off[5, 0] += 0.008
+    meshes = [MeshResults((2, 2, 2), [-100.0], [32], [off]), MeshResults((3, 3, 3), [-100.0], [32], [ref_f.copy()]),
+              MeshResults((6, 6, 6), [-100.0], [32], [ref_f.copy()])]  # fmt: skip
+    assert choose_kmesh(meshes).mesh == (3, 3, 3)
+    assert choose_kmesh(meshes, force_metric="rms").mesh == (2, 2, 2)

@@ -226,3 +226,35 @@ def test_structures_command_with_an_archive(synthetic_zip, capsys):
     assert main(["structures"]) == 0
     out = capsys.readouterr().out
     assert "Hg" in out and "experimental" in out and "3x3x2" in out
+
+
+def test_fill_rule_reproduces_the_published_cu_cell_and_the_paper_range():
+    """Rule "fill" (inferred): most sites up to 72 with every vector >= 7 Å; Cu is the published 3x3x2."""
+    from tm23data import elements
+
+    cu = build_supercell("Cu", StructureSettings(rule="fill"))
+    assert cu.repeat == (3, 3, 2) and cu.natoms == 71
+    for el in elements.symbols():
+        sc = build_supercell(el, StructureSettings(rule="fill"))
+        assert 32 <= sc.natoms <= 71, (el, sc.repeat, sc.natoms)
+        assert min(np.linalg.norm(sc.atoms.cell.array, axis=1)) >= 7.0 - 1e-9
+
+
+def test_lattice_table_states_source_and_expected_error_for_every_metal():
+    from tm23data.generation.structures import lattice_table
+
+    for el, entry in lattice_table().items():
+        assert entry.source and entry.expected_error, el
+        assert "shared/" not in entry.source + entry.expected_error
+        if entry.certainty == "experimental":
+            assert "PBE" in entry.expected_error
+
+
+def test_lattice_check_relaxes_with_chgnet_offline():
+    pytest.importorskip("chgnet", reason="chgnet is not installed (pip install -e '.[generation]')")
+    from tm23data.generation.latticecheck import check_lattice
+    from tm23data.generation.local import make_calculator
+
+    check = check_lattice("Cu", make_calculator("chgnet", "Cu")[0])
+    assert check.table_a_A == pytest.approx(3.621262) and abs(check.da_percent) < 2.0
+    assert check.relaxed_c_over_a is None and check.to_dict()["da_percent"] == check.da_percent
