@@ -505,7 +505,7 @@ def run_nequip_train(run_dir: Path, *, archive_md5: str, log_name: str = "train.
     ``progress``: a tqdm bar of the epochs (over ``budget_s`` seconds when given), read from the run's
     ``timing.jsonl`` while it trains.
     """
-    from .nequip_callbacks import PREEMPTED_EXIT
+    from .nequip_run import PREEMPTED_EXIT
     from .nequip_run import Preempted
 
     env = {**os.environ, "TM23_HOME": str(tm23config.home()), "TM23_MD5": archive_md5, "TM23_OFFLINE": "1",

@@ -20,6 +20,7 @@ import time
 from lightning.pytorch.callbacks import Callback
 
 from ..errors import UsageError
+from .nequip_run import PREEMPTED_EXIT
 
 
 def current_lr(trainer) -> float:
@@ -106,9 +107,6 @@ class EpochTimer(Callback):
                      "lr": lr, "time": time.time()})  # fmt: skip
 
 
-#: Exit status of a ``nequip-train`` stopped by a signal after saving its checkpoint (BSD's EX_TEMPFAIL:
-#: "try again later"): the wrapper (``tm23 baseline nequip``, a SLURM job) knows the run is to be continued.
-PREEMPTED_EXIT = 75
 
 
 class PreemptionCheckpoint(Callback):

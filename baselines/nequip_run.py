@@ -29,7 +29,11 @@ from pathlib import Path
 from ..atomic import write_atomic
 from ..errors import StepError, UsageError
 from ..provenance import utc_now
-from .nequip_callbacks import PREEMPTED_EXIT
+
+#: Exit status of a NequIP run stopped by a signal after saving its checkpoint (EX_TEMPFAIL: "try again"):
+#: the job script resubmits, a rerun of the same command continues. Here, not in nequip_callbacks, so that
+#: reading run folders (tm23 baseline status) needs no Lightning.
+PREEMPTED_EXIT = 75
 
 log = logging.getLogger(__name__)
 

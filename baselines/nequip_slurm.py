@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..atomic import write_atomic
 from ..errors import UsageError
-from .nequip_callbacks import PREEMPTED_EXIT
+from .nequip_run import PREEMPTED_EXIT
 
 
 def _q(text) -> str:
