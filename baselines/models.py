@@ -33,6 +33,7 @@ import numpy as np
 from ..errors import UsageError
 from ..hashes import file_sha256
 from ..provenance import package_versions
+from ..torch_dtype import in_float32
 
 #: A batched predictor: list of Atoms -> list of {"energy": eV, "forces": (N, 3) eV/Å, "stress": (3, 3) eV/Å³}.
 BatchPredictor = Callable[[list], list]
@@ -161,31 +162,12 @@ def _weights(spec: str, path: str) -> Path:
 # --- named models whose weights ship in the wheel --------------------------------------------------------
 
 
-def _in_float32(fn):
-    """``fn`` run with torch's default dtype float32, as CHGNet and SevenNet assume: loading a NequIP model
-    (nequip's global state) sets it to float64 for the whole process, and their layers then fail with
-    "expected m1 and m2 to have the same dtype"."""
-    import functools
-
-    @functools.wraps(fn)
-    def wrapped(*args, **kwargs):
-        import torch
-
-        saved = torch.get_default_dtype()
-        torch.set_default_dtype(torch.float32)
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            torch.set_default_dtype(saved)
-
-    return wrapped
-
-
 def _float32_model(model: Model) -> Model:
-    """The calculator's ``calculate`` and the batched predictor of ``model`` wrapped by :func:`_in_float32`."""
-    model.calculator.calculate = _in_float32(model.calculator.calculate)
+    """The calculator's ``calculate`` and the batched predictor of ``model`` run in float32 (see
+    :mod:`tm23data.torch_dtype`)."""
+    model.calculator.calculate = in_float32(model.calculator.calculate)
     if model.predict_batch is not None:
-        model.predict_batch = _in_float32(model.predict_batch)
+        model.predict_batch = in_float32(model.predict_batch)
     return model
 
 
@@ -195,8 +177,8 @@ def _chgnet(spec: str, model_name: str, device: str) -> Model:
     from chgnet.model import model as chgnet_model
 
     weights = _shipped_chgnet_weights(Path(chgnet_model.__file__).parent, model_name)
-    model = _in_float32(CHGNet.load)(model_name=model_name, use_device=device, verbose=False)
-    calc = _in_float32(CHGNetCalculator)(model=model, use_device=device)
+    model = in_float32(CHGNet.load)(model_name=model_name, use_device=device, verbose=False)
+    calc = in_float32(CHGNetCalculator)(model=model, use_device=device)
 
     def predict_batch(images: list, batch_size: int = 16) -> list:
         from pymatgen.io.ase import AseAtomsAdaptor
@@ -239,7 +221,7 @@ def _sevennet(spec: str, name: str, device: str) -> Model:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "no tensor-product accelerator"
-        calc = _in_float32(SevenNetCalculator)(str(path), device=device)
+        calc = in_float32(SevenNetCalculator)(str(path), device=device)
 
     def predict_batch(images: list, batch_size: int = 16) -> list:
         return _sevennet_batch(calc, images, batch_size)

@@ -37,6 +37,7 @@ from ase.calculators.calculator import Calculator, all_changes
 from .. import elements
 from ..errors import StepError, UsageError
 from ..frames import Frames
+from ..torch_dtype import in_float32
 from .settings import Settings
 from .structures import Supercell, build_supercell
 
@@ -116,8 +117,9 @@ def make_calculator(name: str, element: str, *, device: str | None = "cpu", thre
 
     with contextlib.redirect_stdout(io.StringIO()):  # CHGNet prints its banner and device
         if _CHGNET_MODEL is None:
-            _CHGNET_MODEL = CHGNet.load(verbose=False, use_device=device)
-        calc = Float64Calculator(CHGNetCalculator(model=_CHGNET_MODEL, use_device=device, on_isolated_atoms="ignore"))
+            _CHGNET_MODEL = in_float32(CHGNet.load)(verbose=False, use_device=device)
+        calc = Float64Calculator(in_float32(CHGNetCalculator)(model=_CHGNET_MODEL, use_device=device,
+                                                              on_isolated_atoms="ignore"))  # fmt: skip
     info = CalculatorInfo(
         "chgnet",
         f"CHGNet {_CHGNET_MODEL.version} pretrained universal potential (trained on Materials Project PBE/PBE+U "
@@ -140,7 +142,7 @@ class Float64Calculator(Calculator):
         super().calculate(atoms, properties, system_changes)
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad", category=UserWarning)
-            self.inner.calculate(self.atoms.copy(), properties=None, system_changes=all_changes)
+            in_float32(self.inner.calculate)(self.atoms.copy(), properties=None, system_changes=all_changes)
         r = self.inner.results
         self.results = {
             "energy": float(r["energy"]),

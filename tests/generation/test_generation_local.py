@@ -200,3 +200,22 @@ def test_thermostat_period_is_40_steps(monkeypatch):
     key = local._checkpoint_key("Cu", "cold", build_supercell("Cu"), info, Settings())
     monkeypatch.setattr(settings_module, "nose_hoover_tdamp_fs", lambda period_fs: period_fs)
     assert local._checkpoint_key("Cu", "cold", build_supercell("Cu"), info, Settings()) != key
+
+
+def test_chgnet_labels_after_something_set_torch_to_float64():
+    """A process that loaded a NequIP model (torch default float64) can still label frames with CHGNet."""
+    pytest.importorskip("chgnet")
+    import torch
+    from ase.build import bulk
+
+    from tm23data.generation.local import make_calculator
+
+    saved = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        calc, _ = make_calculator("chgnet", "Cu")
+        atoms = bulk("Cu", "fcc", a=3.62, cubic=True)
+        atoms.calc = calc
+        assert -6 < atoms.get_potential_energy() / len(atoms) < -2 and torch.get_default_dtype() == torch.float64
+    finally:
+        torch.set_default_dtype(saved)

@@ -19,6 +19,7 @@ TINY = ["r_max=4.0", "num_layers=1", "l_max=0", "num_features=4", "radial_mlp_de
         "num_bessels=4", "batch_size=6", "seed=3"]  # fmt: skip
 
 
+@pytest.mark.slow  # ~3.5 min of real training on 2 cores: outside the default run's 10-minute budget
 def test_nequip_job_cut_by_its_time_limit_is_continued_by_the_next_job(tmp_path, slurm, cached, monkeypatch):
     monkeypatch.chdir(tmp_path)
     budget_s = 90
