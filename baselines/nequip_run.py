@@ -131,13 +131,9 @@ class ResumableRun:
         write_atomic(self.path / SEGMENTS_JSON, json.dumps(clean, indent=2) + "\n")
 
     def commit(self) -> Path:
-        if self.final.exists():
-            trash = self.final.with_name(f".{self.final.name}.old-{os.getpid()}")
-            os.replace(self.final, trash)
-            os.replace(self.path, self.final)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(self.path, self.final)
+        from .results import replace_folder
+
+        replace_folder(self.path, self.final)
         self.committed = True
         return self.final
 

@@ -118,15 +118,21 @@ class RunDir:
             log.warning("run %s failed; its folder is kept as %s", self.final.name, failed)
 
     def commit(self) -> Path:
-        if self.final.exists():
-            trash = self.final.with_name(f".{self.final.name}.old-{os.getpid()}")
-            os.replace(self.final, trash)
-            os.replace(self.path, self.final)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(self.path, self.final)
+        replace_folder(self.path, self.final)
         self.committed = True
         return self.final
+
+
+def replace_folder(path: Path, final: Path) -> None:
+    """Move the finished folder ``path`` to ``final``, replacing an old one with two renames (never a moment
+    with neither)."""
+    if final.exists():
+        trash = final.with_name(f".{final.name}.old-{os.getpid()}")
+        os.replace(final, trash)
+        os.replace(path, final)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(path, final)
 
 
 # --- the result record ---------------------------------------------------------------------------------

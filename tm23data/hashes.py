@@ -13,7 +13,10 @@ CHUNK = 1 << 20
 
 def file_md5(path: str | os.PathLike, chunk: int = CHUNK) -> str:
     """Hex md5 of a file, read in 1 MiB blocks."""
-    h = hashlib.md5()
+    return _file_digest(path, hashlib.md5(), chunk)
+
+
+def _file_digest(path, h, chunk: int) -> str:
     with open(path, "rb") as fh:
         while block := fh.read(chunk):
             h.update(block)
@@ -29,8 +32,4 @@ def array_digest(array: np.ndarray) -> str:
 
 def file_sha256(path: str | os.PathLike, chunk: int = CHUNK) -> str:
     """Hex sha256 of a file (model weights are identified by it)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+    return _file_digest(path, hashlib.sha256(), chunk)
