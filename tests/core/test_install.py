@@ -21,6 +21,9 @@ PACKAGES = {"tm23data": "tm23data", "tm23data.generation": "generation", "tm23da
 DATA_FILES = [
     ("tm23data", "data/elements.csv"),
     ("tm23data.generation", "data/lattice.csv"),
+    ("tm23data.generation", "templates/aimd.sh"),
+    ("tm23data.generation", "templates/static.sh"),
+    ("tm23data.generation", "templates/potcar.sh"),
     ("tm23data.generation", "README.md"),
     ("tm23data.baselines", "README.md"),
     ("tm23data.baselines", "data/flare/install_flare.sh"),
