@@ -14,7 +14,6 @@ import time
 import zipfile
 
 import pytest
-from http_server import ArchiveServer
 
 from tm23data import config, locks, upkeep
 from tm23data.fetch import DownloadError, RetryPolicy, fetch_archive, import_archive
@@ -23,19 +22,6 @@ from tm23data.store import load_store, store_path
 from tm23data.verify import verify
 
 FAST = RetryPolicy(attempts=2, backoff=0.01, max_backoff=0.05)
-
-
-@pytest.fixture
-def payload(synthetic_zip):
-    path, md5 = synthetic_zip
-    return path.read_bytes(), md5
-
-
-@pytest.fixture
-def server(payload):
-    srv = ArchiveServer(payload[0])
-    yield srv
-    srv.close()
 
 
 def _within(seconds, fn):

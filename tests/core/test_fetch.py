@@ -22,19 +22,6 @@ from tm23data.fetch import (
 FAST = RetryPolicy(attempts=3, backoff=0.01)
 
 
-@pytest.fixture
-def payload(synthetic_zip):
-    path, md5 = synthetic_zip
-    return path.read_bytes(), md5
-
-
-@pytest.fixture
-def server(payload):
-    srv = ArchiveServer(payload[0])
-    yield srv
-    srv.close()
-
-
 def source_for(urls, md5):
     return config.archive_source(md5=md5, urls=urls)
 
