@@ -142,6 +142,11 @@ def lock_timeout() -> float:
 _MD5_RE = re.compile(r"^[0-9a-f]{32}$")
 
 
+def is_md5(text: str) -> bool:
+    """Whether ``text`` is 32 lower-case hexadecimal characters (an md5 as the cache's folders name it)."""
+    return bool(_MD5_RE.match(text))
+
+
 def check_md5(value: str, what: str = "md5") -> str:
     value = value.strip().lower()
     if not _MD5_RE.match(value):
@@ -200,7 +205,7 @@ def archive_source(md5: str | None = None, urls: str | list[str] | tuple[str, ..
             # A custom archive without a URL can still be used once imported (tm23 import).
             return ArchiveSource(urls=(), md5=md5, filename=_existing_name(md5) or CUSTOM_ARCHIVE_NAME)
         return ArchiveSource(urls=manifest.ARCHIVE_URLS, md5=md5, filename=manifest.ARCHIVE_NAME)
-    return ArchiveSource(urls=urls, md5=md5, filename=_filename_from_url(urls[0]))
+    return ArchiveSource(urls=urls, md5=md5, filename=filename_from_url(urls[0]))
 
 
 def split_urls(text: str) -> list[str]:
@@ -209,7 +214,7 @@ def split_urls(text: str) -> list[str]:
     return [u for u in re.split(r"\s+|,(?=\s*[A-Za-z][A-Za-z0-9+.-]*://)", text) if u and u.strip(",")]
 
 
-def _filename_from_url(url: str) -> str:
+def filename_from_url(url: str) -> str:
     name = Path(unquote(urlparse(url).path)).name
     if not name or not name.endswith(".zip") or not re.match(r"^[\w.+-]+$", name):
         return manifest.ARCHIVE_NAME

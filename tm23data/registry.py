@@ -84,7 +84,7 @@ def _read() -> dict[str, dict]:
         return {}
     except (OSError, ValueError):
         return {}  # a damaged list is rebuilt from the archives themselves (see entries())
-    return {md5: r for md5, r in records.items() if isinstance(r, dict) and config._MD5_RE.match(md5)}
+    return {md5: r for md5, r in records.items() if isinstance(r, dict) and config.is_md5(md5)}
 
 
 def _write(records: dict[str, dict]) -> None:
@@ -156,7 +156,7 @@ def entries() -> list[ArchiveEntry]:
     found = []
     if folder.is_dir():
         for sub in folder.iterdir():
-            if sub.is_dir() and config._MD5_RE.match(sub.name) and sub.name not in records:
+            if sub.is_dir() and config.is_md5(sub.name) and sub.name not in records:
                 zips = sorted(p for p in sub.glob("*.zip") if not p.name.startswith("."))
                 if zips:
                     found.append((zips[0], sub.name))
@@ -214,7 +214,7 @@ def resolve(archive) -> ArchiveSource:
     entry = find(text)
     if entry is not None:
         return entry.to_source()
-    if config._MD5_RE.match(text.lower()):
+    if config.is_md5(text.lower()):
         raise UsageError(f"no archive with md5 {text} in the cache ({config.home() / 'archives'}); import it with "
                          "`tm23 import PATH.zip` (`tm23 archives` lists what is there)")  # fmt: skip
     names = [e.name for e in entries()]
@@ -234,7 +234,7 @@ def _from_url(url: str) -> ArchiveSource:
                          "caches; an archive is never used unverified)")  # fmt: skip
     md5 = m.group(1).lower()
     entry = find(md5)
-    return ArchiveSource(urls=(base,), md5=md5, filename=entry.filename if entry else config._filename_from_url(base))
+    return ArchiveSource(urls=(base,), md5=md5, filename=entry.filename if entry else config.filename_from_url(base))
 
 
 def _stamp(path: Path) -> tuple[int, int]:
