@@ -8,10 +8,15 @@ run finishes (stop rule, ``max_epochs`` or the ``--max-time`` budget over all se
 Scheduler options come from the campaigns' ``slurm.*`` settings (:class:`tm23data.generation.settings.SlurmSettings`:
 account, partition, qos, cpus_per_task, mem, modules, setup, extra_sbatch such as ``--gres=gpu:1``, sbatch);
 submission goes through the same scheduler layer (:class:`tm23data.generation.scheduler.Slurm`).
+
+The job does not rely on the submitting shell's environment (many sites submit with ``--export=NONE``): it
+runs the submitting Python by its absolute path and exports the ``TM23_*`` variables set at submission
+(cache folder, archive choice, download limits), so every segment reads the same data.
 """
 
 from __future__ import annotations
 
+import os
 import shlex
 from pathlib import Path
 
@@ -27,10 +32,17 @@ def _q(text) -> str:
     return f'"{text}"'
 
 
+def job_environment(environ=None) -> dict[str, str]:
+    """The ``TM23_*`` variables of ``environ`` (default: this process's) that the job sets for itself."""
+    environ = os.environ if environ is None else environ
+    return {k: v for k, v in sorted(environ.items()) if k.startswith("TM23_")}
+
+
 def job_script(command: list[str], slurm, *, script: Path, job_name: str, time_limit: str, signal_s: int,
-               workdir: Path) -> str:  # fmt: skip
+               workdir: Path, env: dict[str, str] | None = None) -> str:  # fmt: skip
     """The job script's text: ``#SBATCH`` header from ``slurm`` settings, the command in the background with
-    the warning signal passed on, and a resubmission of ``script`` when the command exits with 75."""
+    the warning signal passed on, and a resubmission of ``script`` when the command exits with 75; ``env``
+    (default :func:`job_environment`) is exported before the command."""
     lines = ["#!/bin/bash", f"#SBATCH --job-name={job_name}"]
     for opt, value in (("account", slurm.account), ("partition", slurm.partition), ("qos", slurm.qos)):
         if value:
@@ -48,6 +60,8 @@ def job_script(command: list[str], slurm, *, script: Path, job_name: str, time_l
               for m in slurm.modules]  # fmt: skip
     lines += [f"{line} || {{ echo {shlex.quote(f'tm23: setup line failed: {line} (slurm.setup)')} >&2; exit 1; }}"
               for line in slurm.setup]  # fmt: skip
+    env = job_environment() if env is None else env
+    lines += [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
     resubmit = shlex.join([*shlex.split(slurm.sbatch), str(script)])
     lines += [
         f"cd {shlex.quote(str(workdir))} || exit 1",

@@ -297,7 +297,9 @@ class SlurmSettings:
     mem: str | None = None
     modules: list[str] = field(default_factory=list)  #: `module load` these, in order
     setup: list[str] = field(default_factory=list)  #: extra shell lines run before VASP (e.g. `source env.sh`)
-    extra_sbatch: list[str] = field(default_factory=list)  #: extra `#SBATCH` options, e.g. ["--constraint=cpu"]
+    #: extra `#SBATCH` options, e.g. ["--constraint=cpu"]; on the command line a comma starts a new option only
+    #: before "-" (`--set slurm.extra_sbatch=--constraint=a,b,--gres=gpu:1` gives two)
+    extra_sbatch: list[str] = field(default_factory=list, metadata={"split": overrides.split_options})
     vasp_command: str = "srun vasp_std"  #: static labels
     vasp_command_aimd: str = "srun vasp_std"  #: AIMD (Γ only: `srun vasp_gam` is about twice as fast)
     chunk_size: int = 20  #: frames per array task

@@ -7,7 +7,9 @@ JSON file, is converted to the field's declared type:
 - ``int``: digits only (``1e2`` and ``1.5`` are errors, never a float in an int field); ``float``: any number;
   ``bool``: true/false, yes/no, on/off, 1/0;
 - ``X | None``: an empty value, ``none`` or ``null`` clears it;
-- lists and tuples: comma-separated items or a JSON list; an empty value gives an empty list;
+- lists and tuples: comma-separated items or a JSON list; an empty value gives an empty list (a field's metadata
+  may give ``split``, a function from the text to its items, where items contain commas: ``slurm.extra_sbatch``
+  splits only before an option, so ``--constraint=a,b`` stays one item);
 - dict fields: ``field.NAME=VALUE`` sets one entry (``field.NAME=`` unsets it: None); a field's metadata may give
   ``key`` (normalise NAME, e.g. upper-case INCAR tags) and ``value`` (convert VALUE) functions.
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import types
 import typing
 from typing import Any
@@ -118,7 +121,11 @@ def _apply(obj, changes: dict, prefix: str, label: str = ""):
         elif _is_dict(hint):
             values[name] = _apply_dict(dict(current), change, key, f)
         elif isinstance(change, _Leaf):
-            values[name] = coerce(change.value, hint, key)
+            value = change.value
+            split = f.metadata.get("split")
+            if split and isinstance(value, str) and not value.strip().startswith("["):
+                value = split(value)
+            values[name] = coerce(value, hint, key)
         else:
             raise UsageError(f"setting {key!r} takes a value, not sub-keys ({', '.join(k for k in change)})")
     try:
@@ -219,6 +226,12 @@ def _sequence(value, hint, key: str):
         raise UsageError(f"setting {key!r} takes a list (comma-separated), got {value!r}")
     items = [coerce(v, item, f"{key}[{i}]") for i, v in enumerate(items)]
     return tuple(items) if origin is tuple else items
+
+
+def split_options(text: str) -> list[str]:
+    """Command-line options given as one text: a comma starts a new item only before ``-`` (``--gres=gpu:1,
+    --constraint=a|b,c`` -> two items, the second keeping its comma)."""
+    return [t.strip() for t in re.split(r",(?=\s*-)", text) if t.strip()]
 
 
 def _origin(hint):

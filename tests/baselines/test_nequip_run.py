@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -79,7 +80,6 @@ def _wait_for(predicate, timeout: float, proc=None) -> None:
     raise AssertionError("timed out")
 
 
-@pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_and_the_same_command_continues_to_the_end(cached, tmp_path):
     """SIGTERM after the first epoch: exit 75, last.ckpt saved, segment 'preempted'; other settings are refused;
     the same command then trains the remaining epochs only (max_epochs counts across segments), evaluates,
@@ -124,7 +124,6 @@ def test_sigterm_saves_a_checkpoint_and_the_same_command_continues_to_the_end(ca
     assert (row["state"], row["segments"]) == ("finished", 2)
 
 
-@pytest.mark.slow
 def test_two_process_cpu_ddp_training(cached, tmp_path):
     """--devices 2 on CPU: Lightning's DDP with gloo, two ranks; the run finishes and is evaluated."""
     settings = NequIPSettings(**TINY, max_epochs=2, device="cpu", devices=2)
@@ -137,6 +136,7 @@ def test_two_process_cpu_ddp_training(cached, tmp_path):
 
 def test_slurm_dry_run_writes_a_self_continuing_job(cached, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TM23_ARCHIVE", str(tmp_path / "a b.zip"))
     argv = ["baseline", "nequip", "Cu", "--out", "res", "--device", "cpu", "--max-epochs", "3", "--slurm",
             "--slurm-time", "00:10:00", "--slurm-signal", "60", "--set", "slurm.partition=gpu",
             "--set=slurm.extra_sbatch=--gres=gpu:1", "--set", "batch_size=2", "--dry-run"]  # fmt: skip
@@ -148,6 +148,10 @@ def test_slurm_dry_run_writes_a_self_continuing_job(cached, tmp_path, monkeypatc
     run_line = next(x for x in script.splitlines() if "tm23data.cli" in x)
     assert "--slurm" not in run_line and "slurm." not in run_line and "--dry-run" not in run_line
     assert "--max-epochs 3" in run_line and "batch_size=2" in run_line
+    # nothing taken from the submitting shell (sites submit with --export=NONE): absolute Python, TM23_* set
+    assert run_line.startswith(shlex.quote(sys.executable) + " -m tm23data.cli")
+    assert f"export TM23_HOME={shlex.quote(os.environ['TM23_HOME'])}" in script
+    assert f"export TM23_ARCHIVE={shlex.quote(str(tmp_path / 'a b.zip'))}" in script
     assert not list((tmp_path / "res").glob(".*.partial"))  # nothing trained
     subprocess.run(["bash", "-n", str(tmp_path / "res" / "nequip_Cu_full.sbatch")], check=True)  # valid bash
     assert main(["baseline", "nequip", "Cu", "--set", "slurm.partition=gpu", "--config-only", "x.yaml"]) == 1

@@ -89,6 +89,11 @@ def test_baselines_and_generation_use_it():
     s = Settings().override({"slurm.extra_sbatch": "", "slurm.modules": "vasp/5.4.1,intel", "md.n_frames": "20"})
     assert s.slurm.extra_sbatch == [] and s.slurm.modules == ["vasp/5.4.1", "intel"] and s.md.n_frames == 20
     assert Settings().override({"slurm.extra_sbatch": "--constraint=cpu"}).slurm.extra_sbatch == ["--constraint=cpu"]
+    # options keep their own commas: a new item starts only before "-"
+    extra = Settings().override({"slurm.extra_sbatch": "--constraint=a,b, --gres=gpu:a100:2,-C x"}).slurm.extra_sbatch
+    assert extra == ["--constraint=a,b", "--gres=gpu:a100:2", "-C x"]
+    assert Settings().override({"slurm.extra_sbatch": '["--mail-type=END,FAIL"]'}).slurm.extra_sbatch == [
+        "--mail-type=END,FAIL"]
     assert Settings.from_dict(json.loads(s.to_json())) == s
 
 

@@ -87,7 +87,7 @@ ReturnToService=2
 MinJobAge=60
 KillWait=5
 InactiveLimit=0
-MessageTimeout=10
+MessageTimeout=5
 NodeName={self.node} NodeAddr=127.0.0.1 CPUs={self.cpus} State=UNKNOWN
 PartitionName=main Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 PartitionName=short Nodes=ALL MaxTime={SHORT_MAX_MIN} State=UP

@@ -191,3 +191,29 @@ def test_kpoint_stage(aimd_done, capsys):
     assert "chosen mesh" in capsys.readouterr().out
     assert main(["slurm", "submit", str(root), "--stage", "kpoints"]) == 0  # all done: nothing new
     assert [s["stage"] for s in submissions(root)].count("kpoints") == 2
+
+
+def test_crashed_and_damaged_frames_are_found_and_exactly_they_are_redone(aimd_done, tmp_path, monkeypatch, capsys):
+    """A frame whose VASP crashes is failed with its log; a frame marked done whose output was damaged
+    afterwards is caught by collect (and marked failed); the next submit runs exactly those two."""
+    root = aimd_done
+    runs = root / "Cu" / "cold" / "labels" / "runs"
+    monkeypatch.setenv("TM23_FAKE_VASP_FAIL_IDS", "0001")
+    assert main(["slurm", "submit", str(root), "--stage", "labels", "--set", "slurm.chunk_size=2"]) == 0
+    wait_idle()
+    capsys.readouterr()
+    assert main(["slurm", "status", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "frame 0001: failed: VASP exited with status 1" in out, out
+    monkeypatch.delenv("TM23_FAKE_VASP_FAIL_IDS")
+    run = runs / "0000"
+    (run / "vasprun.xml").write_text((run / "vasprun.xml").read_text()[:2000])
+    (run / "OUTCAR").write_text((run / "OUTCAR").read_text()[:3000])
+    assert main(["collect", str(root), str(tmp_path / "out.zip"), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "2 frame(s) have no valid label" in err, err
+    assert (run / "STATUS").read_text().startswith("failed:") and not (tmp_path / "out.zip").exists()
+    assert main(["slurm", "submit", str(root), "--stage", "labels"]) == 0
+    assert submissions(root)[-1]["frames"] == ["0000", "0001"]
+    wait_idle()
+    assert [(p / "STATUS").read_text() for p in sorted(runs.glob("0*"))] == ["done\n"] * 3

@@ -1,6 +1,7 @@
 """The HPC path end to end on a real SLURM with the stand-in VASP: vasp-inputs -> submit aimd -> label
 inputs -> submit labels -> collect -> the archive loads; in a folder with a space, moved between the AIMD
-and the labels, with a relative POTCAR folder."""
+and the labels, with a relative POTCAR folder, submitted with `--export=NONE` (a common site default: the
+jobs get none of the submitting shell's environment, so nothing in them may rely on it)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import json
 import shutil
 import zipfile
 
+import pytest
 from helpers import campaign_args, potcars, submissions, wait_idle
 
 from tm23data import elements
 from tm23data.cli import main
+from tm23data.generation.campaign import Campaign
 
 
 def test_campaign_end_to_end_moved_and_with_a_space(tmp_path, slurm, tm23_home, monkeypatch, capsys):
@@ -20,7 +23,8 @@ def test_campaign_end_to_end_moved_and_with_a_space(tmp_path, slurm, tm23_home, 
     root = tmp_path / "first place" / "camp"
     # a relative slurm.potcar_dir is stored absolute: the jobs run in other folders
     assert main(["vasp-inputs", str(root), "Cu", "--stage", "aimd",
-                 *campaign_args(tmp_path, potcar_dir="my pots/paw")]) == 0  # fmt: skip
+                 *campaign_args(tmp_path, "--set", "slurm.extra_sbatch=--export=NONE",
+                                potcar_dir="my pots/paw")]) == 0  # fmt: skip
     assert json.loads((root / "campaign.json").read_text())["settings"]["slurm"]["potcar_dir"] == str(
         tmp_path / "my pots" / "paw"
     )
@@ -45,14 +49,29 @@ def test_campaign_end_to_end_moved_and_with_a_space(tmp_path, slurm, tm23_home, 
     out = capsys.readouterr().out
     assert out.count(" done") >= 3 and "3/3" in out, out
     assert main(["collect", str(moved), str(tmp_path / "out.zip"), "--no-progress"]) == 0
-    md5 = capsys.readouterr().out.split("md5:")[1].split()[0]
+    out = capsys.readouterr().out
+    md5 = out.split("md5:")[1].split()[0]
+    assert f"tm23 import {tmp_path / 'out.zip'} --md5 {md5}" in out and f"export TM23_MD5={md5}" in out
+    assert (tmp_path / "out.zip.md5").read_text() == f"{md5}  out.zip\n"
+    assert Campaign.open(moved).meta["archives"][-1]["md5"] == md5
     with zipfile.ZipFile(tmp_path / "out.zip") as zf:
         prov = json.loads(zf.read("benchmarking_master_collection/PROVENANCE.json"))
-    assert prov["calculator"] == "vasp" and prov["labels"]["programs"] == ["fakevasp 5.4.1"]
+    # the stand-in names itself in its output, so the archive can never pass for VASP labels
+    assert prov["calculator"] == "vasp" and prov["published_tm23"] is False
+    assert prov["labels"]["programs"] == ["fakevasp 5.4.1"] and prov["labels"]["potcars"] == {"Cu": "Cu_pv"}
+    assert prov["settings"]["md"]["n_frames"] == 3
     assert len(list((moved / "logs").glob("*-labels-*.out"))) == 3  # the label tasks wrote into the moved folder
     assert main(["import", str(tmp_path / "out.zip"), "--md5", md5]) == 0
     monkeypatch.setenv("TM23_MD5", md5)
     from tm23data import load_tm23
 
     ds = load_tm23("Cu", progress=False)
-    assert len(ds["train"]) + len(ds["test"]) == 9
+    assert len(ds["train"]) == 6 and len(ds["test"]) == 3 and set(ds["test"]["regime"]) == set(elements.REGIMES)
+    # the labels are what the stand-in VASP computed (EMT) at those positions, in ASE units and sign
+    from ase.calculators.emt import EMT
+
+    atoms = load_tm23("Cu", format="ase", subset="test", progress=False)[0]
+    ref = atoms.copy()
+    ref.calc = EMT()
+    assert atoms.get_potential_energy() == pytest.approx(ref.get_potential_energy(), abs=1e-6)
+    assert atoms.get_stress() == pytest.approx(ref.get_stress(), abs=1e-7)

@@ -3,6 +3,7 @@ STOPCAR, VASP stops cleanly, and the resubmission continues from CONTCAR to the 
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 from helpers import campaign_args, queued, submissions, wait_for, wait_idle
@@ -38,3 +39,8 @@ def test_time_limit_stop_and_resume(tmp_path, slurm, monkeypatch, capsys):
     capsys.readouterr()
     assert main(["slurm", "status", str(root)]) == 0
     assert "8/8" in capsys.readouterr().out
+    # frames at steps 4, 6, 8 of the one trajectory, taken from the segment that holds each
+    assert main(["vasp-inputs", str(root), "--stage", "labels"]) == 0
+    meta = json.loads((aimd.parent / "frames.json").read_text())
+    cut = int(status.split()[1])  # steps made by the first segment
+    assert meta["steps"] == [4, 6, 8] and len(meta["sources"]) == (2 if 4 <= cut < 8 else 1), (cut, meta)
