@@ -166,8 +166,10 @@ def _md_options(p) -> None:
 def _structure_options(p) -> None:
     g = p.add_argument_group("supercell")
     g.add_argument("--supercell-rule", choices=("vectors", "images", "tm23", "fill"),
-                   help="vectors: every lattice vector >= min length (default); images: every atom that far from its periodic images; "
-                   "tm23: the published cell where known (Cu 3x3x2)")  # fmt: skip
+                   help="fill (default, inferred): the most sites up to 72 with every lattice vector >= min length "
+                   "(Cu 3x3x2 = 71 atoms, as published; every metal in the paper's 32-71); vectors: the fewest "
+                   "repeats with every lattice vector >= min length (fcc: 31 atoms); images: every atom that far "
+                   "from its periodic images; tm23: the published cell where known (Cu 3x3x2)")  # fmt: skip
     g.add_argument("--min-length", type=float, help="Å (default 7)")
     g.add_argument("--seed", type=int, help="vacancy site and MD velocities (default 0)")
 

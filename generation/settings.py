@@ -224,14 +224,16 @@ class MDSettings:
 
 @dataclass
 class StructureSettings:
-    """Supercell rule (paper: every lattice vector >= 7 Å, then one vacancy at a random site)."""
+    """Supercell rule (paper: every lattice vector >= 7 Å, 32 to 71 atoms, then one vacancy at a random site)."""
 
     min_length_A: float = 7.0
-    #: "vectors": every lattice vector of the conventional cell >= min_length_A (paper's wording; default);
-    #: "images": every atom >= min_length_A from its periodic images (Methods' wording; same cells for TM23);
-    #: "tm23": the published supercell where the lattice table records it (Cu: 3x3x2), else "vectors";
-    #: "fill": the most sites up to 72 with every vector >= min_length_A (inferred; reproduces Cu 3x3x2).
-    rule: str = "vectors"
+    #: "fill" (default, inferred): the most sites up to 72 with every vector >= min_length_A: reproduces the
+    #: one published cell (Cu 3x3x2, 71 atoms) and puts every metal in the paper's 32-71 atoms;
+    #: "vectors": the fewest repeats with every lattice vector >= min_length_A (the paper's wording alone:
+    #: fcc 2x2x2 = 31 atoms, below the paper's range and not the published Cu cell; small, for quick tests);
+    #: "images": every atom >= min_length_A from its periodic images (Methods' wording; same cells as vectors);
+    #: "tm23": the published supercell where the lattice table records it (Cu: 3x3x2), else "vectors".
+    rule: str = "fill"
     seed: int = 0  #: vacancy site and MD velocities derive from this seed, the element and the regime
 
     def __post_init__(self) -> None:

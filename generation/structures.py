@@ -22,8 +22,11 @@ fcc 2x2x2 (32 sites), bcc 3x3x3 (54), hcp 3x3x2 or so (36), Hg 3x3x2 (54), alpha
 "32 to 71 atoms". The one published cell we know, Cu, is 3x3x2 conventional (72 sites, 71 atoms), which no
 7 Å rule we tried reproduces: conventional vectors >= 7 Å and atom-to-image distance >= 7 Å both give 2x2x2;
 primitive vectors >= 7 Å gives 3x3x3 primitive (27); pymatgen's ``CubicSupercellTransformation(min_length=7)``
-gives 2x2x2. So the default rule is the paper's wording ("vectors"), rule "tm23" uses the published cell
-where the table records it (Cu), and the archive path reads every element's real cell.
+gives 2x2x2. So the default rule, "fill" (inferred: the most sites up to 72 with every vector >= 7 Å),
+is the one that reproduces the published Cu cell and puts every metal in the paper's 32-71 atoms (71, and
+57 for alpha-Mn); "vectors" (the paper's wording alone, fewest repeats) gives the small cells above, rule
+"tm23" uses the published cell where the table records it (Cu), and the archive path reads every
+element's real cell.
 """
 
 from __future__ import annotations
@@ -529,6 +532,8 @@ def cell_from_frames(element: str, frames, settings: StructureSettings | None = 
             )
         if settings.rule == "tm23" and entry.tm23_repeat is not None:
             rule_repeat = entry.tm23_repeat
+        elif settings.rule == "fill":
+            rule_repeat = fill_repeat(conv.cell.array * scale[:, None], settings.min_length_A, n_basis=len(conv))
         else:
             rule_repeat = supercell_repeat(conv.cell.array * scale[:, None], settings.min_length_A,
                                            "images" if settings.rule == "images" else "vectors")  # fmt: skip

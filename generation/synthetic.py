@@ -1,5 +1,6 @@
 """Small TM23-format archives in seconds, for tests, benchmarks and trying the package without the data: the
-published member names and header keys, the TM23 supercells, rattled instead of molecular dynamics, and labels
+published member names and header keys, small supercells (rule "vectors": fcc 31 atoms, not the default
+rule's 71, to stay quick), rattled instead of molecular dynamics, and labels
 from a real ASE calculator (EMT where it applies, Lennard-Jones otherwise) so that energy, forces and stress
 are mutually consistent. Never mistaken for TM23: the archive carries a PROVENANCE.json saying how it was made.
 (:mod:`.local` runs the real protocol, MD included, with CHGNet or EMT.)
@@ -55,7 +56,8 @@ def synthetic_frames(element: str, regime: str, n_frames: int, *, seed: int = 0,
     """``n_frames`` rattled copies of the element's supercell, labelled by a real calculator."""
     from ase.calculators.singlepoint import SinglePointCalculator
 
-    base = build_supercell(element, StructureSettings(min_length_A=min_length, seed=seed), unit_cell=_unit_cell(element),
+    base = build_supercell(element, StructureSettings(min_length_A=min_length, seed=seed, rule="vectors"),
+                           unit_cell=_unit_cell(element),
                            lattice_source="ASE reference data (synthetic test data)", certainty="synthetic").atoms
     calc = calculator(element, base)
     rng = np.random.default_rng([seed, elements.REGIMES.index(regime), elements.get(element).Z])

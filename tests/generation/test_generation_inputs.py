@@ -100,7 +100,7 @@ def test_aimd_incar_for_every_element_and_regime(tmp_path):
     assert tuple(k.kpts[0]) == (1, 1, 1) and k.style.name == "Gamma"  # Γ only
     assert (tmp_path / "hf" / "POTCAR.spec").read_text() == "Hf_pv\n"
     meta = json.loads((tmp_path / "hf" / "inputs.json").read_text())
-    assert meta["structure"]["natoms"] == 35 and meta["nsw"] == 11000
+    assert meta["structure"]["natoms"] == 71 and meta["nsw"] == 11000  # 6x3x2 hexagonal cells less one
 
 
 def test_static_incar_kpoints_and_poscars(tmp_path):

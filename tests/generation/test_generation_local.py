@@ -13,7 +13,8 @@ from tm23data.generation.local import CalculatorUnavailable, label_frames, resol
 from tm23data.generation.settings import Settings
 from tm23data.generation.structures import build_supercell
 
-FAST = ["--frames", "12", "--equilibration-fs", "100"]  # 12 frames per regime every 50 fs after 100 fs
+# 12 frames per regime every 50 fs after 100 fs, in the small 2x2x2 Cu cell (31 atoms; the default rule's is 71)
+FAST = ["--frames", "12", "--equilibration-fs", "100", "--supercell-rule", "vectors"]
 
 
 def test_generate_cu_with_emt_is_loadable(tmp_path, tm23_home, monkeypatch, capsys):

@@ -106,13 +106,13 @@ def test_scripts_for_all_elements_pass_bash_n(tmp_path, fakebin):
 def test_campaign_structure_follows_the_rule_until_the_aimd_starts(tmp_path, fakebin):
     root = tmp_path / "camp"
     assert main(["vasp-inputs", str(root), "Cu", "--stage", "aimd"]) == 0
-    assert Campaign.open(root).structure("Cu").natoms == 31
-    assert main(["vasp-inputs", str(root), "Cu", "--stage", "aimd", "--supercell-rule", "tm23"]) == 0
-    assert Campaign.open(root).structure("Cu").natoms == 71  # the published 3x3x2 cell
+    assert Campaign.open(root).structure("Cu").natoms == 71  # default rule: the published 3x3x2 cell
     assert "  71" in (root / "Cu" / "warm" / "aimd" / "POSCAR").read_text()
-    (root / "Cu" / "cold" / "aimd" / "seg000").mkdir()  # the AIMD has started: the structure is fixed
     assert main(["vasp-inputs", str(root), "Cu", "--stage", "aimd", "--supercell-rule", "vectors"]) == 0
-    assert Campaign.open(root).structure("Cu").natoms == 71
+    assert Campaign.open(root).structure("Cu").natoms == 31
+    (root / "Cu" / "cold" / "aimd" / "seg000").mkdir()  # the AIMD has started: the structure is fixed
+    assert main(["vasp-inputs", str(root), "Cu", "--stage", "aimd", "--supercell-rule", "tm23"]) == 0
+    assert Campaign.open(root).structure("Cu").natoms == 31
     assert (
         main(["vasp-inputs", str(root), "Cu", "--stage", "aimd", "--structure", str(root / "structures" / "Cu.vasp")])
         == 1
@@ -146,7 +146,7 @@ def test_half_written_xdatcar_configuration_is_not_a_step(tmp_path, fakebin):
     full = xdatcar.read_text()
     lines = full.splitlines(keepends=True)
     natoms = sum(int(x) for x in lines[6].split())
-    assert natoms == 31 and _count_configurations(xdatcar) == _count_configs_bash(xdatcar) == 5
+    assert natoms == 71 and _count_configurations(xdatcar) == _count_configs_bash(xdatcar) == 5
     block = lines[-(natoms + 1) :]  # header + coordinates of configuration 5
     header6 = block[0].replace("5", "6")
     cases = {  # text appended after the 5 complete configurations -> complete configurations

@@ -50,7 +50,8 @@ def test_table_covers_the_27_metals_with_source_and_certainty():
 
 @pytest.mark.parametrize("element", sorted(EXPECTED_VECTORS))
 def test_supercell_of_every_metal(element):
-    sc = build_supercell(element)
+    """Rule "vectors" (the paper's wording alone): the fewest repeats with every vector >= 7 Å."""
+    sc = build_supercell(element, StructureSettings(rule="vectors"))
     repeat, natoms = EXPECTED_VECTORS[element]
     assert sc.repeat == repeat
     assert sc.natoms == natoms == sc.n_sites - 1
@@ -66,8 +67,7 @@ def test_supercell_of_every_metal(element):
     from ase.neighborlist import neighbor_list
 
     assert neighbor_list("d", sc.atoms, 2.2).size == 0
-    # 32 to 71 atoms (paper), i.e. 31 to 71 after the vacancy
-    assert 31 <= sc.natoms <= 71
+    assert 31 <= sc.natoms <= 71  # fcc: 32 sites, 31 atoms: one below the paper's 32-71 atoms
 
 
 def test_special_cells():
@@ -86,8 +86,9 @@ def test_special_cells():
 
 
 def test_rules_and_the_published_cu_cell():
-    cu = build_supercell("Cu")
+    cu = build_supercell("Cu", StructureSettings(rule="vectors"))
     assert cu.repeat == (2, 2, 2) and any("3x3x2" in n for n in cu.notes)  # the disagreement is reported
+    assert not any("3x3x2" in n for n in build_supercell("Cu").notes)  # the default rule gives the published cell
     tm23 = build_supercell("Cu", StructureSettings(rule="tm23"))
     assert tm23.repeat == (3, 3, 2) and tm23.natoms == 71
     assert np.allclose(tm23.atoms.cell.lengths(), [10.863786, 10.863786, 7.242524])  # the published Lattice header
@@ -104,7 +105,7 @@ def test_rules_and_the_published_cu_cell():
     assert min_image_distance(skew * np.array(rep)[:, None]) >= 7.0
     assert min_image_distance(skew * np.array([3, 3, 1])[:, None]) < 7.0
     assert np.allclose(perpendicular_widths(np.diag([3.0, 4.0, 5.0])), [3.0, 4.0, 5.0])
-    assert build_supercell("W", StructureSettings(min_length_A=10)).repeat == (4, 4, 4)
+    assert build_supercell("W", StructureSettings(min_length_A=10, rule="vectors")).repeat == (4, 4, 4)
     assert build_supercell("W", repeat=(2, 2, 2)).natoms == 15
     assert supercell_repeat(np.diag([3.5, 3.5, 7.0]), 7.0) == (2, 2, 1)
 
@@ -131,7 +132,7 @@ def test_structure_file_override(tmp_path):
         unit = read_structure_file(path, "Ni")
         assert len(unit) == 4 and np.allclose(unit.cell.lengths(), 3.52, atol=1e-4)
         sc = build_supercell("Ni", unit_cell=unit, lattice_source=f"file {path}")
-        assert sc.natoms == 31 and sc.certainty == "user"
+        assert sc.natoms == 71 and sc.repeat == (3, 3, 2) and sc.certainty == "user"
     with pytest.raises(StructureError, match="expected only Cu"):
         read_structure_file(tmp_path / "POSCAR", "Cu")
     with pytest.raises(FileNotFoundError):
@@ -192,8 +193,9 @@ def test_cell_from_frames_reports_disagreements():
     found = cell_from_frames("Cu", frames, StructureSettings(rule="tm23"))
     assert found.repeat == (3, 3, 2) and found.natoms == 71 and found.a_A == pytest.approx(3.621262)
     assert found.disagreements == []
-    # against the default rule, the supercell disagrees and says so
-    found = cell_from_frames("Cu", frames)
+    # the default rule ("fill") gives the published cell; "vectors" disagrees and says so
+    assert cell_from_frames("Cu", frames).disagreements == []
+    found = cell_from_frames("Cu", frames, StructureSettings(rule="vectors"))
     assert any("3x3x2" in d and "2x2x2" in d for d in found.disagreements)
     # a lattice constant other than the table's is reported with its size
     w = build_supercell("W").atoms
@@ -201,7 +203,7 @@ def test_cell_from_frames_reports_disagreements():
     found = cell_from_frames("W", _frames_of([w]))
     assert any("+1.00 %" in d for d in found.disagreements)
     sc = supercell_from_frames("W", _frames_of([w]))
-    assert sc.natoms == 53 and np.allclose(sc.atoms.cell.array, w.cell.array)
+    assert sc.natoms == 71 and np.allclose(sc.atoms.cell.array, w.cell.array)
 
 
 def test_cell_from_frames_refuses_more_than_one_volume():
@@ -221,7 +223,7 @@ def test_structures_command_with_an_archive(synthetic_zip, capsys):
 
     report = json.loads(capsys.readouterr().out)
     # the synthetic archive uses ASE's experimental lattice constants, not the table's: reported
-    assert report["Cu"]["archive"]["natoms"] == 31
+    assert report["Cu"]["archive"]["natoms"] == 31  # the synthetic archive's own (small) cell
     assert any("lattice" in d for d in report["Cu"]["archive"]["disagreements"])
     assert main(["structures"]) == 0
     out = capsys.readouterr().out
@@ -229,13 +231,15 @@ def test_structures_command_with_an_archive(synthetic_zip, capsys):
 
 
 def test_fill_rule_reproduces_the_published_cu_cell_and_the_paper_range():
-    """Rule "fill" (inferred): most sites up to 72 with every vector >= 7 Å; Cu is the published 3x3x2."""
+    """The default rule, "fill" (inferred): most sites up to 72 with every vector >= 7 Å; Cu is the published
+    3x3x2, and every metal lands in the paper's 32-71 atoms."""
     from tm23data import elements
 
-    cu = build_supercell("Cu", StructureSettings(rule="fill"))
+    assert StructureSettings().rule == "fill"
+    cu = build_supercell("Cu")
     assert cu.repeat == (3, 3, 2) and cu.natoms == 71
     for el in elements.symbols():
-        sc = build_supercell(el, StructureSettings(rule="fill"))
+        sc = build_supercell(el)
         assert 32 <= sc.natoms <= 71, (el, sc.repeat, sc.natoms)
         assert min(np.linalg.norm(sc.atoms.cell.array, axis=1)) >= 7.0 - 1e-9
 
