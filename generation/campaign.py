@@ -108,6 +108,19 @@ class Campaign:
         self.meta["updated_utc"] = utc_now()
         write_atomic(self.root / "campaign.json", json.dumps(self.meta, indent=2))
 
+    @property
+    def derived_from(self) -> dict | None:
+        """Where a derived label campaign's frames come from (:mod:`.derive`); None for a campaign with AIMD."""
+        return self.meta.get("derived_from")
+
+    def require_aimd(self, what: str) -> None:
+        """Refuse ``what`` (an AIMD step) in a derived label campaign, saying how its labels run instead."""
+        if self.derived_from:
+            src = self.derived_from.get("campaign") or self.derived_from.get("archive")
+            raise CampaignError(f"{self.root} is a derived label campaign (frames from {src}): it has no AIMD, so "
+                                f"{what} does not apply; its labels run with `tm23 slurm submit {self.root} --stage "
+                                "labels`")  # fmt: skip
+
     # -- paths -----------------------------------------------------------------------------------
 
     def regime_dir(self, element: str, regime: str) -> Path:
@@ -182,6 +195,7 @@ class Campaign:
         ``force``."""
         from .vasp import write_aimd_inputs
 
+        self.require_aimd("writing AIMD inputs")
         written = []
         for el, regime in self.pairs(element_symbols, regimes):
             folder = self.aimd_dir(el, regime)
@@ -199,6 +213,7 @@ class Campaign:
         """Extract the protocol's frames from the AIMD segments into ``frames.xyz``/``frames.json``."""
         from .extract import extract_frames, find_segments, write_extracted
 
+        self.require_aimd("extracting frames")
         folder = self.aimd_dir(element, regime)
         if not folder.is_dir():
             raise CampaignError(f"{element} {regime}: no AIMD folder {folder}; run `tm23 vasp-inputs {self.root} "
@@ -311,7 +326,8 @@ class Campaign:
                  "submissions": old.get("submissions", [])}  # fmt: skip
         for el, regime in self.pairs():
             key = f"{el}/{regime}"
-            state["aimd"][key] = self.aimd_state(el, regime)
+            if not self.derived_from:
+                state["aimd"][key] = self.aimd_state(el, regime)
             labels = self.labels_dir(el, regime)
             if (labels / "poscars").is_dir():
                 state["static"][str(labels.relative_to(self.root))] = static_state(labels)
