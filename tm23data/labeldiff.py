@@ -35,15 +35,15 @@ COLUMNS = (
     ("energy_shift", "mean ΔE", "eV/atom", "{:+.4g}"),
     ("energy_mae", "MAE ΔE", "eV/atom", "{:.4g}"),
     ("energy_spread", "std ΔE", "eV/atom", "{:.4g}"),
-    ("force_mav_a", "mean |F_A|", "eV/Å", "{:.4g}"),
-    ("force_mav_b", "mean |F_B|", "eV/Å", "{:.4g}"),
+    ("force_mav_a", "mean ‖F_A‖", "eV/Å", "{:.4g}"),
+    ("force_mav_b", "mean ‖F_B‖", "eV/Å", "{:.4g}"),
     ("force_mae", "MAE ΔF comp.", "eV/Å", "{:.4g}"),
     ("force_radial", "radial", "eV/Å", "{:.4g}"),
     ("force_vector", "vector", "eV/Å", "{:.4g}"),
     ("force_vector_over_radial", "vector/radial", "", "{:.3g}"),
     ("force_angle_deg", "mean angle", "deg", "{:.3g}"),
     ("stress_mae", "MAE Δσ comp.", "eV/Å³", "{:.4g}"),
-    ("stress_mav_a", "mean |σ_A|", "eV/Å³", "{:.4g}"),
+    ("stress_mav_a", "MAV σ_A", "eV/Å³", "{:.4g}"),
 )
 
 
@@ -85,7 +85,7 @@ class LabelComparison:
                 "Per atom: *radial* = mean ||F_A| - |F_B|| (magnitudes only), *vector* = mean |F_A - F_B| (includes "
                 "changes of direction; paper Fig. 9c); vector well above radial means the force directions changed. "
                 "ΔE per atom: its mean is a uniform shift, its std what a model would have to learn anew. "
-                "Stress and force MAEs are over components.", ""]  # fmt: skip
+                "Stress and force MAEs are over components.", "", ""]  # fmt: skip
         header = [h + (f" ({u})" if u else "") for _, h, u, _ in COLUMNS]
         from .tables import markdown_table
 
@@ -111,13 +111,19 @@ class LabelComparison:
         rows = [r for r in self.rows if r["regime"] != "all"]
         labels = [f"{r['element']} {r['regime']}" for r in rows]
         x = np.arange(len(rows))
-        fig, ax = plt.subplots(figsize=(max(4.0, 0.6 * len(rows) + 2), 3.5), layout="constrained")
+        fig, ax = plt.subplots(figsize=(max(5.0, 0.6 * len(rows) + 2), 4.0))
         ax.bar(x - 0.2, [r["force_radial"] for r in rows], 0.4, label="radial: mean ||F_A| - |F_B||")
         ax.bar(x + 0.2, [r["force_vector"] for r in rows], 0.4, label="vector: mean |F_A - F_B|")
         ax.set_xticks(x, labels, rotation=45, ha="right")
         ax.set_ylabel("force difference (eV/Å)")
         ax.set_title(f"B = {self.b.path.name} vs A = {self.a.path.name}", fontsize=8)
         ax.legend(fontsize=7)
+        from .provenance import Origin, stamp
+
+        origins = [Origin.of(s.md5, s.provenance) for s in (self.a, self.b)]
+        fig.tight_layout(rect=(0, 0.1, 1, 1))  # room for the origin line below the tick labels
+        stamp(fig, f"A = {self.a.path.name}: {origins[0].short()}; B = {self.b.path.name}: {origins[1].short()}",
+              published=all(o.published for o in origins))  # fmt: skip
         path = Path(path)
         with atomic_path(path) as tmp:
             fig.savefig(tmp, dpi=120, format=path.suffix.lstrip(".") or "png")
