@@ -168,11 +168,11 @@ def register(sub) -> None:
                        description="Per element and regime: energy, force and stress differences B - A, and the force "
                        "difference split into magnitudes (radial) and vectors (paper Fig. 9c). A and B are archives "
                        "(zips, or names from `tm23 archives`) holding the same frames, e.g. a campaign's and its "
-                       "`tm23 derive-labels` set. Example: tm23 compare-labels A.zip B.zip --md diff.md --png diff.png")  # fmt: skip
+                       "`tm23 derive-labels` set. Example: tm23 compare-labels A.zip B.zip --markdown report.md --png diff.png")  # fmt: skip
     p.add_argument("a", metavar="A", help="reference label set (archive zip or name)")
     p.add_argument("b", metavar="B", help="the other label set of the same frames")
     p.add_argument("--elements", nargs="+", metavar="ELEMENT", help="default: every element both hold")
-    p.add_argument("--md", metavar="FILE", help="write the Markdown report here (default: print it)")
+    p.add_argument("--markdown", metavar="FILE", help="write the Markdown report here (default: print it)")
     p.add_argument("--csv", metavar="FILE", help="also write the rows as CSV")
     p.add_argument("--png", metavar="FILE", help="also plot radial vs vector force differences (needs matplotlib)")
     p.add_argument("--position-tol", type=float, default=1e-3, help="Å: frames must agree this well (default 0.001)")
@@ -422,9 +422,9 @@ def cmd_compare_labels(args) -> int:
 
     report = compare_archives(archive_path(args.a), archive_path(args.b), args.elements,
                               position_tol_A=args.position_tol)  # fmt: skip
-    if args.md:
-        write_atomic(args.md, report.to_markdown())
-        print(f"report: {args.md}")
+    if args.markdown:
+        write_atomic(args.markdown, report.to_markdown())
+        print(f"report: {args.markdown}")
     else:
         print(report.to_markdown())
     if args.csv:

@@ -81,7 +81,7 @@ def test_other_frames_are_refused(label_sets, tmp_path):
 @needs("matplotlib", extra="plot")
 def test_cli_writes_markdown_csv_and_png(label_sets, tmp_path, capsys):
     tmp, _ = label_sets
-    assert main(["compare-labels", str(tmp / "a.zip"), str(tmp / "b.zip"), "--md", str(tmp_path / "r.md"),
+    assert main(["compare-labels", str(tmp / "a.zip"), str(tmp / "b.zip"), "--markdown", str(tmp_path / "r.md"),
                  "--csv", str(tmp_path / "r.csv"), "--png", str(tmp_path / "r.png")]) == 0  # fmt: skip
     assert (tmp_path / "r.md").read_text().startswith("# Label differences, B - A")
     assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -116,7 +116,7 @@ def test_derived_smearing_campaign_through_submit_leaves_the_parent_alone(parent
     assert all(st["n_done"] == 2 and st["n_stale"] == 0 for st in state.values())
     # the comparison of the two label sets: Fig. 9c's radial and vector force differences per regime
     assert main(["compare-labels", str(parent.zip), str(tmp_path / "sigma1.zip"), "--csv", str(tmp_path / "d.csv"),
-                 "--md", str(tmp_path / "d.md")]) == 0  # fmt: skip
+                 "--markdown", str(tmp_path / "d.md")]) == 0  # fmt: skip
     rows = (tmp_path / "d.csv").read_text().splitlines()
     assert len(rows) == 1 + 4 and rows[1].startswith("Cu,cold,2,62,")
     vector = float(rows[4].split(",")[rows[0].split(",").index("force_vector_eV/Å")])
