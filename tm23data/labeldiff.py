@@ -158,7 +158,7 @@ def compare_archives(a: str | os.PathLike, b: str | os.PathLike, element_symbols
             pairs = []
             for regime in elements.REGIMES:
                 fa, fb = (Frames.concat(x.regime_frames(el, regime)) for x in archives)
-                _same_frames(fa, fb, f"{el} {regime}", position_tol_A)
+                same_frames(fa, fb, f"{el} {regime}", position_tol_A)
                 pairs.append((fa, fb))
                 result.rows.append(label_differences(fa, fb, el, regime))
             result.rows.append(label_differences(Frames.concat([p[0] for p in pairs]),
@@ -185,7 +185,7 @@ def label_differences(fa: Frames, fb: Frames, element: str = "", regime: str = "
     return row
 
 
-def _same_frames(fa: Frames, fb: Frames, what: str, tol: float) -> None:
+def same_frames(fa: Frames, fb: Frames, what: str, tol: float) -> None:
     """Stop unless ``fa`` and ``fb`` are the same structures, frame by frame."""
     if len(fa) != len(fb) or not np.array_equal(fa.natoms, fb.natoms) or not np.array_equal(fa.numbers, fb.numbers):
         raise DataError(f"{what}: the archives hold different frames ({len(fa)} vs {len(fb)} frames, or other atom "
