@@ -1,5 +1,5 @@
-"""The ``tm23`` command. Subcommands mirror the package: info, download, import, verify, splits, stats, export
-(the data layer, here); the generation and baselines subpackages, and any installed package, add theirs through
+"""The ``tm23`` command. Subcommands mirror the package: info, download, import, verify, splits, stats,
+compare-labels, export (the data layer, here); the generation and baselines subpackages, and any installed package, add theirs through
 the entry-point group ``tm23data.cli`` (a ``register(subparsers)`` function each).
 
 The command only parses and prints: every decision is the library's. Errors the package raises on purpose
