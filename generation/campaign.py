@@ -87,6 +87,9 @@ class Campaign:
         if (root / "campaign.json").is_file():
             campaign = cls.open(root)
             if settings is not None:
+                if campaign.derived_from:
+                    raise CampaignError(f"{root} is a derived label campaign: a settings file would replace the "
+                                        "settings its change is recorded against; use --set KEY=VALUE")  # fmt: skip
                 campaign.settings = settings
         else:
             from .. import __version__
@@ -95,7 +98,15 @@ class Campaign:
                     "created_utc": utc_now()}  # fmt: skip
             campaign = cls(root, settings or Settings(), [], meta)
         if changes:
+            frozen = [k for k in changes if k.split(".")[0] in ("md", "structure")]
+            if campaign.derived_from and frozen:
+                raise CampaignError(f"{', '.join(frozen)}: {root} is a derived label campaign, whose frames are its "
+                                    "parent's; md.* and structure.* cannot change")  # fmt: skip
             campaign.settings = _absolute_paths(campaign.settings.override(changes))
+            if campaign.derived_from:  # the archive's provenance must name every change from the parent
+                from .derive import change_record
+
+                campaign.meta.setdefault("change", {}).update(change_record(changes, campaign.settings))
         for el in elements.resolve(element_symbols) if element_symbols else []:
             if el not in campaign.elements:
                 campaign.elements.append(el)

@@ -50,12 +50,12 @@ def derive_campaign(parent: str | os.PathLike, new_root: str | os.PathLike, *, s
     if frozen:
         raise UsageError(f"{', '.join(frozen)}: a derived label set keeps the parent's frames; md.* and structure.* "
                          "cannot change")  # fmt: skip
-    change.update({k: v for k, v in changes.items() if not k.startswith("slurm.")})
-    if not change:
+    if not change and not any(not k.startswith("slurm.") for k in changes):
         raise UsageError("nothing to change: give --sigma EV, --nelect-per-atom N or --set vasp.incar_static.TAG=VALUE")
     source = _open_parent(parent, element_symbols)
     settings_changes = {**changes, **{CHANGE_KEYS[k]: v for k, v in named.items() if v is not None}}
     settings = source["settings"].override(settings_changes)
+    change = change_record(settings_changes, settings)
     new_root = Path(new_root).resolve()
     _check_target(new_root, source)
     for el in source["elements"]:  # before anything is written: NELECT needs a readable POTCAR
@@ -82,6 +82,27 @@ def derive_campaign(parent: str | os.PathLike, new_root: str | os.PathLike, *, s
             shutil.rmtree(new_root)
         raise
     return campaign
+
+
+def change_record(changes: dict, settings: Settings) -> dict:
+    """What ``changes`` (dotted setting keys) changed, with the values as ``settings`` holds them (typed, INCAR
+    tags upper-cased); SIGMA and NELECT per atom under their short names, ``slurm.*`` left out (how to run,
+    not what is computed)."""
+    short = {v: k for k, v in CHANGE_KEYS.items()}
+    tree = settings.to_dict()
+    out = {}
+    for key in changes:
+        if key.startswith("slurm."):
+            continue
+        node, parts = tree, key.split(".")
+        for i, part in enumerate(parts):
+            if isinstance(node, dict) and part not in node and i == len(parts) - 1 and part.upper() in node:
+                part = part.upper()  # INCAR tags are stored upper-case
+            node = node.get(part) if isinstance(node, dict) else None
+        canonical = ".".join(parts[:-1] + [parts[-1].upper()]) if parts[:2] in (["vasp", "incar_static"],
+                                                                              ["vasp", "incar_common"]) else key  # fmt: skip
+        out[short.get(canonical, canonical)] = node
+    return out
 
 
 def describe_change(change: dict) -> str:

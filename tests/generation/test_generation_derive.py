@@ -148,6 +148,13 @@ def test_nelect_from_the_potcar_zval_on_an_archive_parent(parent, tmp_path, caps
         res = parse_static(labels / "runs" / f"000{i}", old.to_atoms(i))
         assert res.ok, res.message
         assert np.allclose(res.atoms.get_forces(), 1.01 * old.to_atoms(i).get_forces(), atol=1e-5)
+    # a later change of the derived campaign's static settings joins its recorded change (and makes its runs stale)
+    assert main(["vasp-inputs", str(new), "--stage", "labels", "--set", "vasp.incar_static.ENCUT=600"]) == 0
+    assert json.loads((new / "campaign.json").read_text())["change"] == {"NELECT_per_atom": 0.1,
+                                                                         "vasp.incar_static.ENCUT": 600}  # fmt: skip
+    assert json.loads((new / "state.json").read_text())["static"]["Cu/cold/labels"]["n_stale"] == 2
+    assert main(["vasp-inputs", str(new), "--stage", "labels", "--frames", "5"]) == 1
+    assert "md.n_frames: " in capsys.readouterr().err
     # without a readable POTCAR there is no ZVAL: an error naming the dataset, and nothing left behind
     assert main(["derive-labels", str(parent.zip), str(tmp_path / "x"), "--nelect-per-atom", "-1",
                  "--set", f"slurm.potcar_dir={tmp_path / 'nowhere'}"]) == 1  # fmt: skip
