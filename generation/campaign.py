@@ -98,7 +98,7 @@ class Campaign:
                     "created_utc": utc_now()}  # fmt: skip
             campaign = cls(root, settings or Settings(), [], meta)
         if changes:
-            frozen = [k for k in changes if k.split(".")[0] in ("md", "structure")]
+            frozen = frozen_keys(changes)
             if campaign.derived_from and frozen:
                 raise CampaignError(f"{', '.join(frozen)}: {root} is a derived label campaign, whose frames are its "
                                     "parent's; md.* and structure.* cannot change")  # fmt: skip
@@ -374,6 +374,12 @@ class Campaign:
 
         return collect(self, archive_path, allow_missing=allow_missing, workers=workers, progress=progress,
                        scheduler=scheduler)  # fmt: skip
+
+
+def frozen_keys(changes: dict) -> list[str]:
+    """The setting keys among ``changes`` that would change the frames (``md.*``, ``structure.*``): fixed in a
+    derived label campaign, whose frames are its parent's."""
+    return [k for k in changes if str(k).split(".")[0] in ("md", "structure")]
 
 
 def _absolute_paths(settings: Settings) -> Settings:

@@ -29,7 +29,7 @@ from .. import elements
 from ..atomic import write_atomic
 from ..errors import UsageError
 from ..provenance import utc_now
-from .campaign import Campaign, CampaignError
+from .campaign import Campaign, CampaignError, frozen_keys
 from .settings import Settings
 
 #: The setting each named change of :func:`derive_campaign` sets.
@@ -43,24 +43,22 @@ def derive_campaign(parent: str | os.PathLike, new_root: str | os.PathLike, *, s
     or a TM23-format zip): ``sigma`` = the static SIGMA (eV), ``nelect_per_atom`` = electrons added per atom,
     ``changes`` = further settings (``{"vasp.incar_static.ENCUT": 600}``; ``slurm.*`` says how to run, not what,
     and is not recorded as a change). Returns the new campaign, its static inputs written."""
-    changes = dict(changes or {})
-    named = {"SIGMA": sigma, "NELECT_per_atom": nelect_per_atom}
-    change = {name: float(v) for name, v in named.items() if v is not None}
-    frozen = [k for k in changes if k.split(".")[0] in ("md", "structure")]
+    from .vasp import static_nelect
+
+    named = {CHANGE_KEYS["SIGMA"]: sigma, CHANGE_KEYS["NELECT_per_atom"]: nelect_per_atom}
+    settings_changes = {**(changes or {}), **{k: float(v) for k, v in named.items() if v is not None}}
+    frozen = frozen_keys(settings_changes)
     if frozen:
         raise UsageError(f"{', '.join(frozen)}: a derived label set keeps the parent's frames; md.* and structure.* "
                          "cannot change")  # fmt: skip
-    if not change and not any(not k.startswith("slurm.") for k in changes):
+    if all(k.startswith("slurm.") for k in settings_changes):
         raise UsageError("nothing to change: give --sigma EV, --nelect-per-atom N or --set vasp.incar_static.TAG=VALUE")
     source = _open_parent(parent, element_symbols)
-    settings_changes = {**changes, **{CHANGE_KEYS[k]: v for k, v in named.items() if v is not None}}
     settings = source["settings"].override(settings_changes)
     change = change_record(settings_changes, settings)
     new_root = Path(new_root).resolve()
     _check_target(new_root, source)
     for el in source["elements"]:  # before anything is written: NELECT needs a readable POTCAR
-        from .vasp import static_nelect
-
         static_nelect(el, len(source["frames"][(el, elements.REGIMES[0])][0]), settings)
     from .. import __version__
 
@@ -191,6 +189,8 @@ def _from_archive(path: Path, element_symbols) -> dict:
     record = {"kind": "archive", "archive": str(path.resolve()), "archive_md5": md5,
               "published": md5 == manifest.ARCHIVE_MD5, "what": prov.get("what", "published TM23 archive"
                                                                          if md5 == manifest.ARCHIVE_MD5 else None)}  # fmt: skip
+    if prov.get("derived_from"):  # a derived set derived again: keep the chain
+        record["parent"] = {"derived_from": prov["derived_from"], "change": prov.get("change")}
     return {"settings": settings, "elements": list(symbols), "frames": frames, "structures": structures,
             "derived_from": record, "root": None}
 

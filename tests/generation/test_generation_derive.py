@@ -87,6 +87,10 @@ def test_derived_smearing_campaign_through_submit_leaves_the_parent_alone(parent
     assert len(calls) == 3 and all(c[-2].startswith(str(new)) and c[-2].endswith("labels.sbatch") for c in calls)
     for call in calls:
         run_tasks(Path(call[-2]), Path(call[-1]))
+    capsys.readouterr()
+    assert main(["slurm", "status", str(new)]) == 0
+    status = capsys.readouterr().out
+    assert "Cu/cold/labels  2/2" in status and "Cu/cold  " not in status, status  # labels only, no AIMD rows
     assert main(["collect", str(new), str(tmp_path / "sigma1.zip"), "--no-progress"]) == 0
     prov = _provenance(tmp_path / "sigma1.zip")
     assert prov["change"] == {"SIGMA": 1.0}
