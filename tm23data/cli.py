@@ -175,6 +175,8 @@ def register(sub) -> None:
     p.add_argument("--markdown", metavar="FILE", help="write the Markdown report here (default: print it)")
     p.add_argument("--csv", metavar="FILE", help="also write the rows as CSV")
     p.add_argument("--png", metavar="FILE", help="also plot radial vs vector force differences (needs matplotlib)")
+    p.add_argument("--subset", choices=("all", "train", "test"), default="all",
+                   help="frames of each regime compared: all (default), train (the paper's Fig. 9c) or test")
     p.add_argument("--position-tol", type=float, default=1e-3, help="Å: frames must agree this well (default 0.001)")
     p.set_defaults(func=cmd_compare_labels)
 
@@ -420,7 +422,7 @@ def cmd_compare_labels(args) -> int:
 
         return fetch_archive(resolve(text))
 
-    report = compare_archives(archive_path(args.a), archive_path(args.b), args.elements,
+    report = compare_archives(archive_path(args.a), archive_path(args.b), args.elements, subset=args.subset,
                               position_tol_A=args.position_tol)  # fmt: skip
     if args.markdown:
         write_atomic(args.markdown, report.to_markdown())

@@ -77,6 +77,7 @@ class LabelComparison:
     a: LabelSet
     b: LabelSet
     rows: list[dict] = field(default_factory=list)
+    subset: str = "all"  #: which frames of each regime: all (train + test), train or test
 
     def to_markdown(self) -> str:
         head = ["# Label differences, B - A", "",
@@ -85,7 +86,9 @@ class LabelComparison:
                 "Per atom: *radial* = mean ||F_A| - |F_B|| (magnitudes only), *vector* = mean |F_A - F_B| (includes "
                 "changes of direction; paper Fig. 9c); vector well above radial means the force directions changed. "
                 "ΔE per atom: its mean is a uniform shift, its std what a model would have to learn anew. "
-                "Stress and force MAEs are over components.", "", ""]  # fmt: skip
+                "Stress and force MAEs are over components. Frames: "
+                + {"all": "train and test of each regime", "train": "the training frames of each regime",
+                   "test": "the test frames of each regime"}[self.subset] + ".", "", ""]  # fmt: skip
         header = [h + (f" ({u})" if u else "") for _, h, u, _ in COLUMNS]
         from .tables import markdown_table
 
@@ -135,9 +138,18 @@ class LabelComparison:
         return ["-" if row.get(k) is None else fmt.format(row[k]) for k, _, _, fmt in COLUMNS]
 
 
-def compare_archives(a: str | os.PathLike, b: str | os.PathLike, element_symbols=None, *,
+#: Which frames of each regime are compared: both parts, or the train / test member alone.
+SUBSETS = ("all", "train", "test")
+
+
+def compare_archives(a: str | os.PathLike, b: str | os.PathLike, element_symbols=None, *, subset: str = "all",
                      position_tol_A: float = 1e-3) -> LabelComparison:  # fmt: skip
-    """Compare the labels of archives ``a`` and ``b`` (zips) on the elements both hold (or ``element_symbols``)."""
+    """Compare the labels of archives ``a`` and ``b`` (zips) on the elements both hold (or ``element_symbols``),
+    over ``subset`` of each regime's frames ("all": train then test; "train" is the paper's Fig. 9c set)."""
+    if subset not in SUBSETS:
+        raise UsageError(f"subset must be one of {', '.join(SUBSETS)}, got {subset!r}")
+    pick = {"all": lambda parts: Frames.concat(list(parts)), "train": lambda parts: parts[0],
+            "test": lambda parts: parts[1]}[subset]  # fmt: skip
     from contextlib import ExitStack
 
     from .archive import Archive
@@ -153,11 +165,11 @@ def compare_archives(a: str | os.PathLike, b: str | os.PathLike, element_symbols
         if missing or not symbols:
             raise UsageError(f"{', '.join(missing) or 'no element'} not in both archives ({sets[0].path.name}: "
                              f"{', '.join(held[0]) or 'none'}; {sets[1].path.name}: {', '.join(held[1]) or 'none'})")  # fmt: skip
-        result = LabelComparison(sets[0], sets[1])
+        result = LabelComparison(sets[0], sets[1], subset=subset)
         for el in symbols:
             pairs = []
             for regime in elements.REGIMES:
-                fa, fb = (Frames.concat(x.regime_frames(el, regime)) for x in archives)
+                fa, fb = (pick(x.regime_frames(el, regime)) for x in archives)
                 same_frames(fa, fb, f"{el} {regime}", position_tol_A)
                 pairs.append((fa, fb))
                 result.rows.append(label_differences(fa, fb, el, regime))

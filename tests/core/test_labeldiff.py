@@ -64,6 +64,10 @@ def test_known_differences_per_regime(label_sets):
                                                         rel=1e-9)  # equal atom counts per regime
     md = report.to_markdown()
     assert "set B [static SIGMA = 1.0 eV]" in md and md.count("\n| Cu |") == 4
+    train_only = {r["regime"]: r for r in compare_archives(tmp / "a.zip", tmp / "b.zip", subset="train").rows}
+    assert train_only["cold"]["n_frames"] == 3 and train_only["all"]["n_frames"] == 9
+    cold_train = np.linalg.norm(a["cold_nequip_train"].forces, axis=1).mean()
+    assert train_only["cold"]["force_radial"] == pytest.approx(0.1 * cold_train, rel=1e-6)
     csv_rows = report.to_csv().splitlines()
     assert len(csv_rows) == 5 and csv_rows[0].startswith("element,regime,n_frames,n_atoms,energy_shift_eV/atom")
 
