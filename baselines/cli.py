@@ -154,10 +154,10 @@ def register(sub) -> None:
     p.add_argument("--out", default="tm23-grid", help='output folder (default ./tm23-grid)')
     p.set_defaults(func=cmd_grid)
 
-    p = sub.add_parser("flare-labelsets", help="FLARE % error on each label set of the same frames (paper Fig. 9a, 9e)",
+    p = sub.add_parser("flare-labelsets", help="FLARE %% error on each label set of the same frames (paper Fig. 9a, 9e)",
                        description="Train and test one FLARE model (B2, kernel power 2) per archive, each on its own "
                        "labels of the same frames (e.g. a campaign's archive and its `tm23 derive-labels` sets at "
-                       "SIGMA = 1.0 and 2.0 eV). Writes labelsets.{csv,json,md}. "
+                       "SIGMA = 1.0 and 2.0 eV). Writes labelsets.csv, labelsets.json and report.md. "
                        "Example: tm23 flare-labelsets Ti sigma02.zip sigma1.zip sigma2.zip --n-train 200 --n-test 100")  # fmt: skip
     p.add_argument("element", metavar="ELEMENT", help="a TM23 symbol, e.g. Ti")
     p.add_argument("archives", nargs="+", metavar="ARCHIVE", help="zips (or names from `tm23 archives`) of the same frames")
@@ -381,7 +381,7 @@ def cmd_flare_labelsets(args) -> int:
     settings = FlareSettings(r_cut=args.r_cut, n_max=args.n_max, l_max=args.l_max)
     flare_per_label_set(args.element, args.archives, split=args.split, settings=settings, n_train=args.n_train,
                         n_test=args.n_test, out=args.out, progress=True)  # fmt: skip
-    print(f"written to {args.out}/labelsets.{{csv,json,md}}")
+    print(f"written to {args.out}: labelsets.csv, labelsets.json, report.md")
     return 0
 
 

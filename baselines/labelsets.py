@@ -39,7 +39,7 @@ def flare_per_label_set(element: str, archives, *, split: str = "full", settings
                         progress: bool = False) -> dict:  # fmt: skip
     """Train and test FLARE on each of ``archives`` (zips, or names from ``tm23 archives``) for ``element`` and
     ``split``; ``n_train``/``n_test`` frames evenly spaced over the subsets (None: all). Returns ``{"rows":
-    [...], ...}`` and, with ``out``, writes labelsets.{csv,json,md} there."""
+    [...], ...}`` and, with ``out``, writes labelsets.csv, labelsets.json and report.md there."""
     from ..labeldiff import same_frames
     from ..metrics import Evaluator
     from ..registry import resolve
@@ -91,7 +91,7 @@ def flare_per_label_set(element: str, archives, *, split: str = "full", settings
                                  f"{r['n_train']}/{r['n_test']}", _fmt(r["forces_percent"], ".2f"),
                                  _fmt(r["forces_mae"], ".4g"), _fmt(r["energy_per_atom_mae"], ".3g"),
                                  _fmt(r["stress_percent"], ".2f")] for r in rows])  # fmt: skip
-        write_atomic(out / "labelsets.md", f"# FLARE per label set: {element}, split {split}\n\n{report['what']}.\n\n"
+        write_atomic(out / "report.md", f"# FLARE per label set: {element}, split {split}\n\n{report['what']}.\n\n"
                      f"{table}\n")  # fmt: skip
     return report
 

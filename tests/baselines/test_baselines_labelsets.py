@@ -40,7 +40,7 @@ def test_one_row_per_label_set(tmp_path):
     assert rows[0]["n_train"] == 9 and rows[0]["n_test"] == 3
     assert rows[0]["forces_percent"] == pytest.approx(rows[1]["forces_percent"], rel=1e-9)
     assert rows[2]["forces_percent"] != pytest.approx(rows[0]["forces_percent"], rel=1e-3)
-    md = (tmp_path / "out" / "labelsets.md").read_text()
+    md = (tmp_path / "out" / "report.md").read_text()
     assert "| b.zip | SIGMA = 1.0 | 1.0 |" in md
     assert len((tmp_path / "out" / "labelsets.csv").read_text().splitlines()) == 4
     moved = copy.deepcopy(a)
