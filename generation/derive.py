@@ -64,7 +64,7 @@ def derive_campaign(parent: str | os.PathLike, new_root: str | os.PathLike, *, s
 
     meta = {"version": 1, "tm23data_version": __version__, "created_utc": utc_now(),
             "structures": source["structures"], "derived_from": source["derived_from"], "change": change}  # fmt: skip
-    created = not new_root.exists()
+    existed = new_root.exists()  # and is empty (checked above)
     try:
         campaign = Campaign(new_root, settings, list(source["elements"]), meta)
         campaign.save()
@@ -76,8 +76,10 @@ def derive_campaign(parent: str | os.PathLike, new_root: str | os.PathLike, *, s
         campaign.write_label_inputs(progress=progress)
         campaign.refresh_state()
     except BaseException:
-        if created and new_root.exists():  # nothing half-made is left to be mistaken for a campaign
+        if new_root.exists():  # nothing half-made is left to be mistaken for a campaign (or block a rerun)
             shutil.rmtree(new_root)
+            if existed:
+                new_root.mkdir()
         raise
     return campaign
 
