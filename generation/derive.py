@@ -99,8 +99,8 @@ def change_record(changes: dict, settings: Settings) -> dict:
             if isinstance(node, dict) and part not in node and i == len(parts) - 1 and part.upper() in node:
                 part = part.upper()  # INCAR tags are stored upper-case
             node = node.get(part) if isinstance(node, dict) else None
-        canonical = ".".join(parts[:-1] + [parts[-1].upper()]) if parts[:2] in (["vasp", "incar_static"],
-                                                                              ["vasp", "incar_common"]) else key  # fmt: skip
+        incar = parts[:2] in (["vasp", "incar_static"], ["vasp", "incar_common"])
+        canonical = ".".join(parts[:-1] + [parts[-1].upper()]) if incar else key
         out[short.get(canonical, canonical)] = node
     return out
 
@@ -188,9 +188,9 @@ def _from_archive(path: Path, element_symbols) -> dict:
         raise UsageError(f"{path}: {n_train} train / {n_test} test frames per regime cannot be reproduced by the "
                          "split rule (first round(train_fraction x frames) are train)")  # fmt: skip
     structures = {el: (prov.get("elements", {}).get(el) or {}).get("structure") for el in symbols}
-    record = {"kind": "archive", "archive": str(path.resolve()), "archive_md5": md5,
-              "published": md5 == manifest.ARCHIVE_MD5, "what": prov.get("what", "published TM23 archive"
-                                                                         if md5 == manifest.ARCHIVE_MD5 else None)}  # fmt: skip
+    published = md5 == manifest.ARCHIVE_MD5
+    record = {"kind": "archive", "archive": str(path.resolve()), "archive_md5": md5, "published": published,
+              "what": prov.get("what", "published TM23 archive" if published else None)}  # fmt: skip
     if prov.get("derived_from"):  # a derived set derived again: keep the chain
         record["parent"] = {"derived_from": prov["derived_from"], "change": prov.get("change")}
     return {"settings": settings, "elements": list(symbols), "frames": frames, "structures": structures,

@@ -1,6 +1,6 @@
 """The ``tm23`` command. Subcommands mirror the package: info, download, import, verify, splits, stats,
-compare-labels, export (the data layer, here); the generation and baselines subpackages, and any installed package, add theirs through
-the entry-point group ``tm23data.cli`` (a ``register(subparsers)`` function each).
+compare-labels, export (the data layer, here); the generation and baselines subpackages, and any installed
+package, add theirs through the entry-point group ``tm23data.cli`` (a ``register(subparsers)`` function each).
 
 The command only parses and prints: every decision is the library's. Errors the package raises on purpose
 (:class:`tm23data.errors.TM23Error`) and OS errors are printed as one line naming what to fix; ``-v`` shows

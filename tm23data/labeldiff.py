@@ -163,8 +163,8 @@ def compare_archives(a: str | os.PathLike, b: str | os.PathLike, element_symbols
         symbols = elements.resolve(element_symbols) if element_symbols else common
         missing = [el for el in symbols if el not in common]
         if missing or not symbols:
-            raise UsageError(f"{', '.join(missing) or 'no element'} not in both archives ({sets[0].path.name}: "
-                             f"{', '.join(held[0]) or 'none'}; {sets[1].path.name}: {', '.join(held[1]) or 'none'})")  # fmt: skip
+            have = "; ".join(f"{x.path.name}: {', '.join(h) or 'none'}" for x, h in zip(sets, held))
+            raise UsageError(f"{', '.join(missing) or 'no element'} not in both archives ({have})")
         result = LabelComparison(sets[0], sets[1], subset=subset)
         for el in symbols:
             pairs = []
