@@ -1,5 +1,5 @@
-"""``tm23`` subcommands of the baselines: baseline, evaluate, phonons, dynamics, report, grid, learning-curve, install-flare,
-demo.
+"""``tm23`` subcommands of the baselines: baseline, evaluate, phonons, dynamics, report, grid, flare-labelsets,
+learning-curve, install-flare, demo.
 
 Registered by :mod:`tm23data.cli`; nothing heavy (torch, nequip, flare, matplotlib) is imported until a
 command runs.
@@ -153,6 +153,22 @@ def register(sub) -> None:
     p.add_argument("--power", type=int, choices=(1, 2), default=2, help='kernel power (paper: 2)')
     p.add_argument("--out", default="tm23-grid", help='output folder (default ./tm23-grid)')
     p.set_defaults(func=cmd_grid)
+
+    p = sub.add_parser("flare-labelsets", help="FLARE %% error on each label set of the same frames (paper Fig. 9a, 9e)",
+                       description="Train and test one FLARE model (B2, kernel power 2) per archive, each on its own "
+                       "labels of the same frames (e.g. a campaign's archive and its `tm23 derive-labels` sets at "
+                       "SIGMA = 1.0 and 2.0 eV). Writes labelsets.csv, labelsets.json and report.md. "
+                       "Example: tm23 flare-labelsets Ti sigma02.zip sigma1.zip sigma2.zip --n-train 200 --n-test 100")  # fmt: skip
+    p.add_argument("element", metavar="ELEMENT", help="a TM23 symbol, e.g. Ti")
+    p.add_argument("archives", nargs="+", metavar="ARCHIVE", help="zips (or names from `tm23 archives`) of the same frames")
+    p.add_argument("--split", default="full", help="split (default full)")
+    p.add_argument("--n-train", type=int, help="training frames, evenly spaced (default: all)")
+    p.add_argument("--n-test", type=int, help="test frames, evenly spaced (default: all)")
+    p.add_argument("--r-cut", type=float, default=5.0, help="cutoff, Å (default 5)")
+    p.add_argument("--n-max", type=int, default=8, help="radial order (default 8)")
+    p.add_argument("--l-max", type=int, default=3, help="angular order (default 3)")
+    p.add_argument("--out", default="tm23-labelsets", help="output folder (default ./tm23-labelsets)")
+    p.set_defaults(func=cmd_flare_labelsets)
 
     p = sub.add_parser("learning-curve", help="NequIP learning curves across l_max (paper Fig. 6)",
                        description="Train NequIP on melt_100 ... melt_900 for each l_max, fit error = a N^b to the "
@@ -355,6 +371,17 @@ def cmd_grid(args) -> int:
     b = rep["best"]
     print(f"best (lowest force MAE): r_cut {b['r_cut']} Å, n_max {b['n_max']}, l_max {b['l_max']}: "
           f"{b['forces_percent']:.2f}% force error; written to {args.out}/grid.{{csv,json,png}}")  # fmt: skip
+    return 0
+
+
+def cmd_flare_labelsets(args) -> int:
+    from .flare import FlareSettings
+    from .labelsets import flare_per_label_set
+
+    settings = FlareSettings(r_cut=args.r_cut, n_max=args.n_max, l_max=args.l_max)
+    flare_per_label_set(args.element, args.archives, split=args.split, settings=settings, n_train=args.n_train,
+                        n_test=args.n_test, out=args.out, progress=True)  # fmt: skip
+    print(f"written to {args.out}: labelsets.csv, labelsets.json, report.md")
     return 0
 
 

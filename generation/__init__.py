@@ -16,13 +16,14 @@ Modules (imported on demand; ``import tm23data.generation`` stays light):
 - :mod:`.jobscripts`  job scripts from the shell templates in templates/
 - :mod:`.submission`  submit what is missing, status from the scheduler, cancel
 - :mod:`.collect`     labels validated and packed into the archive
+- :mod:`.derive`      derived label campaigns: the same frames with another SIGMA or NELECT (Fig. 9)
 - :mod:`.slurm`       all of the above as one import
 - :mod:`.local`       the same pipeline without VASP (ASE Nosé-Hoover MD with CHGNet or EMT)
 - :mod:`.rdf`         radial distribution functions per regime
 - :mod:`.fakevasp`    VASP-format files from ASE calculators, for tests and dry runs (not VASP)
 
 Command line: ``tm23 structures``, ``tm23 generate``, ``tm23 vasp-inputs``, ``tm23 slurm``, ``tm23 collect``,
-``tm23 kpoints``, ``tm23 rdf``. See generation/README.md.
+``tm23 kpoints``, ``tm23 derive-labels``, ``tm23 rdf``. See generation/README.md.
 """
 
 from __future__ import annotations

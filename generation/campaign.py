@@ -87,6 +87,9 @@ class Campaign:
         if (root / "campaign.json").is_file():
             campaign = cls.open(root)
             if settings is not None:
+                if campaign.derived_from:
+                    raise CampaignError(f"{root} is a derived label campaign: a settings file would replace the "
+                                        "settings its change is recorded against; use --set KEY=VALUE")  # fmt: skip
                 campaign.settings = settings
         else:
             from .. import __version__
@@ -95,7 +98,15 @@ class Campaign:
                     "created_utc": utc_now()}  # fmt: skip
             campaign = cls(root, settings or Settings(), [], meta)
         if changes:
+            frozen = frozen_keys(changes)
+            if campaign.derived_from and frozen:
+                raise CampaignError(f"{', '.join(frozen)}: {root} is a derived label campaign, whose frames are its "
+                                    "parent's; md.* and structure.* cannot change")  # fmt: skip
             campaign.settings = _absolute_paths(campaign.settings.override(changes))
+            if campaign.derived_from:  # the archive's provenance must name every change from the parent
+                from .derive import change_record
+
+                campaign.meta.setdefault("change", {}).update(change_record(changes, campaign.settings))
         for el in elements.resolve(element_symbols) if element_symbols else []:
             if el not in campaign.elements:
                 campaign.elements.append(el)
@@ -107,6 +118,19 @@ class Campaign:
         self.meta["settings"] = self.settings.to_dict()
         self.meta["updated_utc"] = utc_now()
         write_atomic(self.root / "campaign.json", json.dumps(self.meta, indent=2))
+
+    @property
+    def derived_from(self) -> dict | None:
+        """Where a derived label campaign's frames come from (:mod:`.derive`); None for a campaign with AIMD."""
+        return self.meta.get("derived_from")
+
+    def require_aimd(self, what: str) -> None:
+        """Refuse ``what`` (an AIMD step) in a derived label campaign, saying how its labels run instead."""
+        if self.derived_from:
+            src = self.derived_from.get("campaign") or self.derived_from.get("archive")
+            raise CampaignError(f"{self.root} is a derived label campaign (frames from {src}): it has no AIMD, so "
+                                f"{what} does not apply; its labels run with `tm23 slurm submit {self.root} --stage "
+                                "labels`")  # fmt: skip
 
     # -- paths -----------------------------------------------------------------------------------
 
@@ -182,6 +206,7 @@ class Campaign:
         ``force``."""
         from .vasp import write_aimd_inputs
 
+        self.require_aimd("writing AIMD inputs")
         written = []
         for el, regime in self.pairs(element_symbols, regimes):
             folder = self.aimd_dir(el, regime)
@@ -199,6 +224,7 @@ class Campaign:
         """Extract the protocol's frames from the AIMD segments into ``frames.xyz``/``frames.json``."""
         from .extract import extract_frames, find_segments, write_extracted
 
+        self.require_aimd("extracting frames")
         folder = self.aimd_dir(element, regime)
         if not folder.is_dir():
             raise CampaignError(f"{element} {regime}: no AIMD folder {folder}; run `tm23 vasp-inputs {self.root} "
@@ -311,7 +337,8 @@ class Campaign:
                  "submissions": old.get("submissions", [])}  # fmt: skip
         for el, regime in self.pairs():
             key = f"{el}/{regime}"
-            state["aimd"][key] = self.aimd_state(el, regime)
+            if not self.derived_from:
+                state["aimd"][key] = self.aimd_state(el, regime)
             labels = self.labels_dir(el, regime)
             if (labels / "poscars").is_dir():
                 state["static"][str(labels.relative_to(self.root))] = static_state(labels)
@@ -347,6 +374,12 @@ class Campaign:
 
         return collect(self, archive_path, allow_missing=allow_missing, workers=workers, progress=progress,
                        scheduler=scheduler)  # fmt: skip
+
+
+def frozen_keys(changes: dict) -> list[str]:
+    """The setting keys among ``changes`` that would change the frames (``md.*``, ``structure.*``): fixed in a
+    derived label campaign, whose frames are its parent's."""
+    return [k for k in changes if str(k).split(".")[0] in ("md", "structure")]
 
 
 def _absolute_paths(settings: Settings) -> Settings:

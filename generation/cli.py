@@ -5,6 +5,7 @@
     tm23 vasp-inputs ROOT EL... --stage S    VASP campaign: AIMD inputs, then (after the AIMD) label inputs
     tm23 slurm submit|status ROOT            submit what is missing, with state and resume
     tm23 collect ROOT OUT.zip                validate the labels and write the archive
+    tm23 derive-labels PARENT NEWROOT        the same frames relabelled with another SIGMA / NELECT (Fig. 9)
     tm23 kpoints write|choose ROOT EL        k-point convergence of the static labels
     tm23 rdf EL                              g(r) per regime from the store, saved as a plot
 
@@ -116,6 +117,26 @@ def register(sub) -> None:
     p.add_argument("--workers", type=int, default=1, help="parallel parser processes (default 1)")
     p.add_argument("--no-progress", action="store_true", help='no progress bars')
     p.set_defaults(func=cmd_collect)
+
+    p = sub.add_parser("derive-labels", help="a new campaign relabelling a campaign's (or archive's) frames with another SIGMA or NELECT",
+                       description="Copy the frames of PARENT (a campaign folder with extracted frames, or a "
+                       "TM23-format zip) into the new campaign NEWROOT and write their static inputs with the change "
+                       "(paper, Fig. 9): --sigma sets the static SIGMA (eV), --nelect-per-atom adds electrons per "
+                       "atom (NELECT = (ZVAL from the POTCAR + N) x atoms). PARENT is only read. Then: tm23 slurm "
+                       "submit NEWROOT --stage labels; tm23 collect NEWROOT OUT.zip (its provenance names the parent "
+                       "and the change); tm23 compare-labels PARENT.zip OUT.zip. "
+                       "Example: tm23 derive-labels ROOT ROOT-sigma1 --sigma 1.0")  # fmt: skip
+    p.add_argument("parent", metavar="PARENT", help="campaign folder, or a TM23-format zip")
+    p.add_argument("root", metavar="NEWROOT", help="the derived campaign folder (new, or empty)")
+    p.add_argument("--sigma", type=float, metavar="EV", help="static SIGMA in eV (paper: 1.0 and 2.0 vs 0.2)")
+    p.add_argument("--nelect-per-atom", type=float, metavar="N",
+                   help="electrons added per atom, e.g. 0.1 or --nelect-per-atom=-3 (NELECT from the POTCAR ZVAL)")
+    p.add_argument("--elements", nargs="+", metavar="ELEMENT", help="only these elements (default: all of PARENT's)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="another change of the static labels (vasp.incar_static.ENCUT=600), or how to run them "
+                   "(slurm.partition=cpu); the rest of the settings are the parent's (repeatable)")  # fmt: skip
+    p.add_argument("--no-progress", action="store_true", help='no progress bars')
+    p.set_defaults(func=cmd_derive_labels)
 
     p = sub.add_parser("kpoints", help="k-point convergence of the static labels (write runs, then choose)")
     ksub = p.add_subparsers(dest="kpoints_command", metavar="ACTION")
@@ -415,6 +436,28 @@ def cmd_collect(args) -> int:
         print(f"{key}: {r['ok']} frames{extra}")
     print(f"\narchive: {args.out}\nmd5:     {md5} (also in {args.out}.md5 and campaign.json)")
     print("\nTo load it with load_tm23:\n" + followup_commands(args.out, md5, campaign.elements[0]))
+    return 0
+
+
+def cmd_derive_labels(args) -> int:
+    from .derive import derive_campaign, describe_change
+
+    campaign = derive_campaign(args.parent, args.root, sigma=args.sigma, nelect_per_atom=args.nelect_per_atom,
+                               changes=overrides.parse_assignments(args.set), element_symbols=args.elements,
+                               progress=not args.no_progress)  # fmt: skip
+    src = campaign.derived_from
+    print(f"{campaign.root}: derived label campaign, {describe_change(campaign.meta['change'])}")
+    print(f"frames from {src.get('campaign') or src.get('archive')}" +
+          (f" (archive md5 {src['archive_md5']})" if src.get("archive_md5") else ""))  # fmt: skip
+    for state_key, st in campaign.refresh_state(write=False)["static"].items():
+        print(f"  {state_key}: {st['n_frames']} frames to label")
+    for el in campaign.elements:
+        summary = json.loads((campaign.labels_dir(el, campaign.settings.md.regimes[0]) / "inputs.json").read_text())
+        if summary.get("nelect"):
+            n = summary["nelect"]
+            print(f"  {el}: NELECT = {n['NELECT']:g} = (ZVAL {n['zval']:g} {n['change_per_atom']:+g}) x {n['natoms']} "
+                  f"atoms (ZVAL from {n['potcar']})")  # fmt: skip
+    print(f"Next: tm23 slurm submit {campaign.root} --stage labels [--dry-run]; then tm23 collect {campaign.root} OUT.zip")
     return 0
 
 

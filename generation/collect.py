@@ -86,6 +86,9 @@ def collect(campaign: Campaign, archive_path, *, allow_missing: bool = False, wo
                 "dropped_frames": sorted(bad), "md_steps": meta.get("steps", [])[:1] + meta.get("steps", [])[-1:],
                 "static_inputs_sha256": inputs,
             }  # fmt: skip
+            nelect = _inputs_summary(labels).get("nelect")
+            if nelect:
+                el_prov[el]["regimes"][regime]["nelect"] = nelect
     campaign.refresh_state()
     rejected = {k: v["rejected"] for k, v in report.items() if v["rejected"]}
     if rejected and not allow_missing:
@@ -106,11 +109,30 @@ def collect(campaign: Campaign, archive_path, *, allow_missing: bool = False, wo
     )  # fmt: skip
     provenance["calculator"] = "vasp"
     provenance["elements"] = el_prov
+    if campaign.derived_from:
+        from .derive import describe_change
+
+        change = campaign.meta.get("change", {})
+        parent = campaign.derived_from.get("campaign") or campaign.derived_from.get("archive")
+        provenance["derived_from"] = campaign.derived_from
+        provenance["change"] = change
+        provenance["what"] = (f"derived label set: the frames of {parent} relabelled with {describe_change(change)}; "
+                              + provenance["what"])  # fmt: skip
     md5 = write_generated_archive(archive_path, per_element, campaign.settings, provenance)
     campaign.meta.setdefault("archives", []).append({"path": str(Path(archive_path).resolve()), "md5": md5,
                                                      "created_utc": provenance["created_utc"]})  # fmt: skip
     campaign.save()
     return md5, report
+
+
+def _inputs_summary(folder: Path) -> dict:
+    """The ``inputs.json`` written with a static set's inputs ({} if absent or damaged)."""
+    import json
+
+    try:
+        return json.loads((folder / "inputs.json").read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def _parse_one(arg):

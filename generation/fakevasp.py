@@ -15,6 +15,14 @@ Knobs for tests (environment variables read by :func:`main`):
   CONTCAR, like VASP after a STOPCAR);
 - ``TM23_FAKE_VASP_FAIL_IDS="0003 0017"``: crash when the run directory's name is one of these ids;
 - ``TM23_FAKE_VASP_STEP_S=S``: take S seconds per MD step and per static run (jobs that run for a while).
+
+SIGMA and NELECT (for derived label sets, :mod:`.derive`). With the paper's SIGMA = 0.2 eV and no NELECT the
+labels are the calculator's own, exactly as before. Otherwise they change in a fixed, smooth and conservative
+way, so that a relabelled set differs visibly (not VASP's physics): with w = SIGMA - 0.2 (per eV) and q =
+NELECT / atoms - ZVAL (extra electrons per atom, ZVAL from the POTCAR's ``ZVAL =`` line; NELECT without one
+is an error, as in VASP), energy, forces and stress are (1 + 0.1 q) x the calculator's + w x those of a
+softer Lennard-Jones partner (:data:`PARTNER`); q rescales the forces (a radial change), w also turns them
+(an angular one). TOTEN - energy(sigma->0) grows as (SIGMA / 0.2)² x 1 meV.
 """
 
 from __future__ import annotations
@@ -284,6 +292,36 @@ def _calculator(symbols):
     return LennardJones(sigma=2.3, epsilon=0.2, rc=5.0, smooth=True)
 
 
+#: The SIGMA (eV) at which the stand-in's labels are its calculator's own (the paper's value).
+REFERENCE_SIGMA = 0.2
+#: The Lennard-Jones parameters (Å, eV, Å) of the partner potential mixed in when SIGMA differs.
+PARTNER = {"sigma": 2.0, "epsilon": 0.05, "rc": 5.0}
+
+
+def extra_electrons_per_atom(incar: dict, potcar: Path, natoms: int) -> float:
+    """q = NELECT / atoms - ZVAL: 0 without NELECT; ZVAL from the POTCAR (one species)."""
+    if "NELECT" not in incar:
+        return 0.0
+    from .vasp import potcar_zvals
+
+    zvals = potcar_zvals(potcar.read_text(errors="replace"), str(potcar))
+    return float(incar["NELECT"]) / natoms - zvals[0]
+
+
+def changed_labels(atoms, energy, forces, stress, sigma: float, extra: float):
+    """(energy, free energy, forces, stress) of the stand-in at ``sigma`` (eV) and ``extra`` electrons per
+    atom, from the calculator's own labels (see the module docstring)."""
+    from ase.calculators.lj import LennardJones
+
+    scale, w = 1.0 + 0.1 * extra, sigma - REFERENCE_SIGMA
+    partner = atoms.copy()
+    partner.calc = LennardJones(**PARTNER, smooth=True)
+    e = scale * energy + w * partner.get_potential_energy()
+    f = scale * np.asarray(forces) + w * partner.get_forces()
+    s = scale * np.asarray(stress) + w * partner.get_stress()
+    return e, e + 1e-3 * (sigma / REFERENCE_SIGMA) ** 2, f, s
+
+
 def run(directory: str | os.PathLike = ".") -> int:
     """Do what VASP would do in ``directory`` (INCAR, POSCAR, KPOINTS, POTCAR[.spec]), with EMT/LJ physics."""
     import ase.io
@@ -311,12 +349,21 @@ def run(directory: str | os.PathLike = ".") -> int:
     incar = read_incar(directory / "INCAR")
     atoms = ase.io.read(directory / "POSCAR", format="vasp")
     calc = _calculator(atoms.get_chemical_symbols())
+    sigma = float(incar.get("SIGMA", REFERENCE_SIGMA))
+    try:
+        extra = extra_electrons_per_atom(incar, directory / "POTCAR", len(atoms))
+    except Exception as err:  # noqa: BLE001 - VASP stops on a POTCAR it cannot read, too
+        print(f"fake vasp: NELECT given but {err}", file=sys.stderr)
+        return 1
 
     def label(a):
         a = a.copy()
         a.calc = calc
         e, f, s = a.get_potential_energy(), a.get_forces(), a.get_stress()
-        a.calc = SinglePointCalculator(a, energy=e, free_energy=e + 1e-3, forces=f, stress=s)
+        free = e + 1e-3
+        if sigma != REFERENCE_SIGMA or extra != 0.0:
+            e, free, f, s = changed_labels(a, e, f, s, sigma, extra)
+        a.calc = SinglePointCalculator(a, energy=e, free_energy=free, forces=f, stress=s)
         return a
 
     if int(incar.get("IBRION", -1)) != 0:

@@ -263,6 +263,10 @@ class VaspSettings:
     thermostat: str = "nose"
     potcar_functional: str = "PBE"  #: pymatgen functional name (Materials Project's legacy PBE set)
     potcar: dict = field(default_factory=lambda: dict(MP_POTCARS), metadata={"key": _element_key, "value": _potcar_value})
+    #: Static labels only (paper, Fig. 9d-e): electrons added per atom, so that NELECT = (ZVAL + this) x atoms
+    #: with ZVAL read from the POTCAR; None (default) writes no NELECT (VASP's neutral count). ``tm23
+    #: derive-labels --nelect-per-atom`` sets it; the AIMD is never changed.
+    static_nelect_per_atom: float | None = None
 
     def __post_init__(self) -> None:
         if self.thermostat not in THERMOSTATS:

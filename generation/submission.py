@@ -96,6 +96,7 @@ def plan(campaign: Campaign, stage: str, element_symbols=None, regimes=None, *, 
         busy = activity(campaign, state, scheduler).busy
     out: list[Planned] = []
     if stage == "aimd":
+        campaign.require_aimd("--stage aimd")
         for el, regime in campaign.pairs(element_symbols, regimes):
             key = f"{el}/{regime}"
             st = state["aimd"][key]

@@ -123,6 +123,63 @@ def potcar_files(element: str, vasp: VaspSettings) -> dict[str, str]:
     return {"POTCAR.spec": name + "\n"}
 
 
+def potcar_zvals(text: str, source: str = "POTCAR") -> list[float]:
+    """The valence electron counts (``ZVAL = ...`` of each dataset's header, in file order) of a POTCAR."""
+    import re
+
+    found = [float(m.group(1)) for m in re.finditer(r"\bZVAL\s*=\s*([-+]?\d+(?:\.\d*)?(?:[Ee][-+]?\d+)?)", text)]
+    if not found:
+        raise StepError(f"{source}: no 'ZVAL = ...' line; it is not a VASP POTCAR (each PAW dataset's header "
+                        "states its valence as ZVAL)")  # fmt: skip
+    return found
+
+
+def local_potcar_text(element: str, settings: Settings) -> tuple[str, str] | None:
+    """(text, where it came from) of ``element``'s POTCAR as the jobs will use it, if readable on this machine:
+    through pymatgen when configured, else ``slurm.potcar_dir/NAME/POTCAR`` (or ``.gz``); None if neither."""
+    import gzip
+
+    files = potcar_files(element, settings.vasp)
+    if "POTCAR" in files:
+        return files["POTCAR"], f"pymatgen ({pymatgen_psp_dir()})"
+    name = settings.vasp.potcar_symbol(element)
+    folder = settings.slurm.potcar_dir
+    if not folder:
+        return None
+    plain, packed = Path(folder).expanduser() / name / "POTCAR", Path(folder).expanduser() / name / "POTCAR.gz"
+    if plain.is_file():
+        return plain.read_text(errors="replace"), str(plain)
+    if packed.is_file():
+        return gzip.decompress(packed.read_bytes()).decode(errors="replace"), str(packed)
+    return None
+
+
+def static_nelect(element: str, natoms: int, settings: Settings) -> dict | None:
+    """NELECT of the static labels of ``element`` with ``natoms`` atoms when ``vasp.static_nelect_per_atom`` is
+    set (paper, Fig. 9d-e): (ZVAL + change) x atoms, with ZVAL from the POTCAR the jobs will use. Returns
+    {"NELECT", "zval", "natoms", "change_per_atom", "neutral", "potcar"}; None when the setting is unset."""
+    change = settings.vasp.static_nelect_per_atom
+    if change is None:
+        return None
+    name = settings.vasp.potcar_symbol(element)
+    found = local_potcar_text(element, settings)
+    if found is None:
+        where = settings.slurm.potcar_dir or "not set"
+        raise StepError(
+            f"{element}: NELECT (vasp.static_nelect_per_atom = {change:+g} electrons per atom) needs the ZVAL of "
+            f"{name} from its POTCAR, and none is readable here: pymatgen has no PAW files (PMG_VASP_PSP_DIR) and "
+            f"slurm.potcar_dir ({where}) has no {name}/POTCAR. Point one of them at the PAW folder the jobs use "
+            "(e.g. --set slurm.potcar_dir=DIR) and write the inputs again"
+        )  # fmt: skip
+    text, source = found
+    zvals = potcar_zvals(text, source)
+    if len(zvals) != 1:
+        raise StepError(f"{source}: {len(zvals)} PAW datasets (ZVAL lines); a TM23 cell has one species, {element}")
+    neutral = zvals[0] * natoms
+    return {"NELECT": round(neutral + float(change) * natoms, 6), "zval": zvals[0], "natoms": int(natoms),
+            "change_per_atom": float(change), "neutral": round(neutral, 6), "potcar": source}  # fmt: skip
+
+
 # --------------------------------------------------------------------------------------------------
 # Writing the inputs of one run
 
@@ -243,9 +300,17 @@ def write_static_inputs(
         raise UsageError(f"{element} {regime}: no frames to label")
     symbols0, cell0, _ = _unpack(frames[0])
     mesh, mesh_source = (list(kmesh), "given") if kmesh is not None else static_kmesh(element, cell0, settings.vasp)
+    if len({len(_unpack(f)[0]) for f in frames}) != 1:
+        raise UsageError(f"{element} {regime}: frames of different sizes in one static set")
+    incar = static_incar(element, regime, settings)
+    header = f"tm23data generation: {element} {regime} static relabelling (energy, forces, stress)"
+    nelect = static_nelect(element, len(symbols0), settings)
+    if nelect is not None:
+        incar["NELECT"] = nelect["NELECT"]
+        header += (f"\nNELECT = (ZVAL {nelect['zval']:g} {nelect['change_per_atom']:+g}) x {nelect['natoms']} atoms "
+                   f"(neutral: {nelect['neutral']:g})")  # fmt: skip; where ZVAL came from: inputs.json
     shared = {
-        "INCAR": format_incar(static_incar(element, regime, settings),
-                              header=f"tm23data generation: {element} {regime} static relabelling (energy, forces, stress)"),
+        "INCAR": format_incar(incar, header=header),
         "KPOINTS": format_kpoints(mesh, f"static labels, {mesh_source}"),
         **potcar_files(element, settings.vasp),
     }  # fmt: skip
@@ -273,6 +338,8 @@ def write_static_inputs(
                "kmesh_source": mesh_source, "potcar": settings.vasp.potcar_symbol(element),
                "potcar_file": "POTCAR" if "POTCAR" in shared else "POTCAR.spec",
                "inputs_sha256": static_inputs_hash(directory)}  # fmt: skip
+    if nelect is not None:
+        summary["nelect"] = nelect
     write_atomic(directory / "inputs.json", json.dumps(summary, indent=2))
     return summary
 

@@ -98,6 +98,17 @@ class Archive:
             raise ArchiveError(f"{self.path}: member {name} holds {len(data)} bytes, its header says {info.file_size}")
         return data
 
+    def regime_frames(self, element: str, regime: str) -> tuple[Frames, Frames]:
+        """(train, test) frames of one regime of ``element``, parsed from its two per-temperature members."""
+        from .extxyz import parse_extxyz
+
+        names = self.members(element)
+        if regime not in elements.REGIMES:
+            raise UsageError(f"unknown regime {regime!r}; TM23 regimes are {', '.join(elements.REGIMES)}")
+        train, test = (names[f"{regime}_nequip_{part}"] for part in ("train", "test"))
+        return (parse_extxyz(self.read(train), f"{self.path}:{train}"),
+                parse_extxyz(self.read(test), f"{self.path}:{test}"))  # fmt: skip
+
     def provenance(self) -> dict | None:
         """The PROVENANCE.json written by ``tm23data.generation`` (None for the published archive)."""
         if PROVENANCE_NAME not in self._infos:

@@ -1,6 +1,6 @@
-"""The ``tm23`` command. Subcommands mirror the package: info, download, import, verify, splits, stats, export
-(the data layer, here); the generation and baselines subpackages, and any installed package, add theirs through
-the entry-point group ``tm23data.cli`` (a ``register(subparsers)`` function each).
+"""The ``tm23`` command. Subcommands mirror the package: info, download, import, verify, splits, stats,
+compare-labels, export (the data layer, here); the generation and baselines subpackages, and any installed
+package, add theirs through the entry-point group ``tm23data.cli`` (a ``register(subparsers)`` function each).
 
 The command only parses and prints: every decision is the library's. Errors the package raises on purpose
 (:class:`tm23data.errors.TM23Error`) and OS errors are printed as one line naming what to fix; ``-v`` shows
@@ -163,6 +163,22 @@ def register(sub) -> None:
     p.add_argument("elements", nargs="+", metavar="ELEMENT", help="one or more TM23 symbols")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("compare-labels", help="how two label sets of the same frames differ (e.g. SIGMA 1.0 vs 0.2 eV)",
+                       description="Per element and regime: energy, force and stress differences B - A, and the force "
+                       "difference split into magnitudes (radial) and vectors (paper Fig. 9c). A and B are archives "
+                       "(zips, or names from `tm23 archives`) holding the same frames, e.g. a campaign's and its "
+                       "`tm23 derive-labels` set. Example: tm23 compare-labels A.zip B.zip --markdown report.md --png diff.png")  # fmt: skip
+    p.add_argument("a", metavar="A", help="reference label set (archive zip or name)")
+    p.add_argument("b", metavar="B", help="the other label set of the same frames")
+    p.add_argument("--elements", nargs="+", metavar="ELEMENT", help="default: every element both hold")
+    p.add_argument("--markdown", metavar="FILE", help="write the Markdown report here (default: print it)")
+    p.add_argument("--csv", metavar="FILE", help="also write the rows as CSV")
+    p.add_argument("--png", metavar="FILE", help="also plot radial vs vector force differences (needs matplotlib)")
+    p.add_argument("--subset", choices=("all", "train", "test"), default="all",
+                   help="frames of each regime compared: all (default), train (the paper's Fig. 9c) or test")
+    p.add_argument("--position-tol", type=float, default=1e-3, help="Å: frames must agree this well (default 0.001)")
+    p.set_defaults(func=cmd_compare_labels)
 
     p = sub.add_parser("export", help="write a split as extxyz, Parquet, a Hugging Face dataset folder or an ASE database",
                        description="Write each subset (train/[validation]/test) of a split of one or more elements into "
@@ -393,6 +409,32 @@ def cmd_stats(args) -> int:
 
 def _fmt(x) -> str:
     return "-" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.4g}"
+
+
+def cmd_compare_labels(args) -> int:
+    from .labeldiff import compare_archives
+
+    def archive_path(text: str):
+        if os.path.isfile(text):
+            return text
+        from .fetch import fetch_archive
+        from .registry import resolve
+
+        return fetch_archive(resolve(text))
+
+    report = compare_archives(archive_path(args.a), archive_path(args.b), args.elements, subset=args.subset,
+                              position_tol_A=args.position_tol)  # fmt: skip
+    if args.markdown:
+        write_atomic(args.markdown, report.to_markdown())
+        print(f"report: {args.markdown}")
+    else:
+        print(report.to_markdown())
+    if args.csv:
+        write_atomic(args.csv, report.to_csv())
+        print(f"rows: {args.csv}")
+    if args.png:
+        print(f"plot: {report.plot(args.png)}")
+    return 0
 
 
 def cmd_export(args) -> int:
