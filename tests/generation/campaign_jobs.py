@@ -27,8 +27,9 @@ def potcars(folder: Path) -> Path:
 
 
 def campaign_args(paw: Path, frames: int = 2) -> list[str]:
-    """`tm23 vasp-inputs` options of a tiny campaign: ``frames`` per regime, 2 MD steps apart after 2."""
-    return ["--frames", str(frames), "--equilibration-fs", "10", "--interval-fs", "10",
+    """`tm23 vasp-inputs` options of a tiny campaign: ``frames`` per regime, 2 MD steps apart after 2, in the
+    small cells of rule "vectors" (Cu: 31 atoms)."""
+    return ["--frames", str(frames), "--equilibration-fs", "10", "--interval-fs", "10", "--supercell-rule", "vectors",
             "--set", f"slurm.vasp_command={FAKE_VASP}", "--set", f"slurm.vasp_command_aimd={FAKE_VASP}",
             "--set", f"slurm.potcar_dir={paw}"]  # fmt: skip
 
