@@ -65,7 +65,7 @@ def job_script(command: list[str], slurm, *, script: Path, job_name: str, time_l
     resubmit = shlex.join([*shlex.split(slurm.sbatch), str(script)])
     lines += [
         f"cd {shlex.quote(str(workdir))} || exit 1",
-        f'echo "tm23: job $SLURM_JOB_ID starts a segment on $(hostname) at $(date -u +%FT%TZ)"',
+        'echo "tm23: job $SLURM_JOB_ID starts a segment on $(hostname) at $(date -u +%FT%TZ)"',
         f"{shlex.join(command)} &",
         "pid=$!",
         "trap 'kill -USR1 $pid 2>/dev/null' USR1 TERM   # the time-limit warning: the run saves last.ckpt",

@@ -1,5 +1,5 @@
 """Running a campaign's job scripts without SLURM (as a compute node would), for the generation tier's tests:
-the stand-in VASP, stand-in PAW folders, and a fake sbatch/squeue on PATH that records what was submitted."""
+the stand-in VASP, stand-in PAW folders with their ZVAL, and the job scripts run with bash."""
 
 from __future__ import annotations
 
@@ -47,23 +47,3 @@ def run_tasks(script: Path, task_file: Path) -> None:
     """Every array task of ``task_file`` (one line of frame ids per task) with ``script``."""
     for k in range(len(Path(task_file).read_text().splitlines())):
         run_script(script, task_file, env={"SLURM_ARRAY_TASK_ID": str(k)})
-
-
-def fake_slurm(folder: Path) -> Path:
-    """A folder with ``sbatch`` (records its arguments in ``sbatch_calls``, prints a job id) and an empty
-    ``squeue``; put it first on PATH."""
-    bin_dir = Path(folder) / "bin"
-    bin_dir.mkdir(parents=True, exist_ok=True)
-    (bin_dir / "sbatch").write_text("#!/bin/bash\n"
-                                    f'echo "$@" >> {bin_dir}/sbatch_calls\n'
-                                    f"n=$(wc -l < {bin_dir}/sbatch_calls)\n"
-                                    'echo "$((1000 + n));cluster"\n')  # fmt: skip
-    (bin_dir / "squeue").write_text("#!/bin/bash\nexit 0\n")
-    for f in bin_dir.iterdir():
-        f.chmod(0o755)
-    return bin_dir
-
-
-def sbatch_calls(bin_dir: Path) -> list[list[str]]:
-    path = Path(bin_dir) / "sbatch_calls"
-    return [line.split() for line in path.read_text().splitlines()] if path.exists() else []

@@ -1,20 +1,19 @@
 """Derived label sets (paper, Fig. 9): a finished campaign's frames relabelled with SIGMA = 1.0 eV through the
-stand-in VASP and `tm23 slurm submit` (fake sbatch, scripts run by hand), an archive whose provenance names the
-parent and the change, the parent's files unchanged byte for byte; NELECT from the POTCAR's ZVAL on a
+stand-in VASP (the planned array tasks run by hand, as a node would; through the real scheduler in
+tests/slurm), an archive whose provenance names the parent and the change, the parent's files unchanged byte for byte; NELECT from the POTCAR's ZVAL on a
 hand-computed case, from an archive parent."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import zipfile
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from campaign_jobs import campaign_args, fake_slurm, potcars, run_script, run_tasks, sbatch_calls
+from campaign_jobs import campaign_args, potcars, run_script, run_tasks
 
 from tm23data import elements
 from tm23data.archive import Archive
@@ -59,16 +58,16 @@ def parent(tmp_path_factory):
     return SimpleNamespace(root=root, zip=archive, md5=file_md5(archive), paw=paw)
 
 
-def test_derived_smearing_campaign_through_submit_leaves_the_parent_alone(parent, tmp_path, monkeypatch, capsys):
+def test_derived_smearing_campaign_leaves_the_parent_alone(parent, tmp_path, capsys):
     from ase.calculators.emt import EMT
     from ase.calculators.lj import LennardJones
 
     from tm23data.generation.campaign import Campaign
     from tm23data.generation.fakevasp import PARTNER
 
+    from tm23data.generation.submission import plan
+
     before = _tree(parent.root)
-    bin_dir = fake_slurm(tmp_path)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     new = tmp_path / "sigma1"
     assert main(["derive-labels", str(parent.root), str(new), "--sigma", "1.0", "--no-progress"]) == 0
     out = capsys.readouterr().out
@@ -81,12 +80,14 @@ def test_derived_smearing_campaign_through_submit_leaves_the_parent_alone(parent
     assert main(["vasp-inputs", str(new), "--stage", "aimd"]) == 1
     assert main(["slurm", "submit", str(new), "--stage", "aimd"]) == 1
     assert capsys.readouterr().err.count("is a derived label campaign") == 2
-    # the labels go through `tm23 slurm submit` like any campaign's; the array tasks run here as on a node
-    assert main(["slurm", "submit", str(new), "--stage", "labels"]) == 0
-    calls = sbatch_calls(bin_dir)
-    assert len(calls) == 3 and all(c[-2].startswith(str(new)) and c[-2].endswith("labels.sbatch") for c in calls)
-    for call in calls:
-        run_tasks(Path(call[-2]), Path(call[-1]))
+    # the labels are planned like any campaign's; the array tasks run here as on a node
+    planned = plan(Campaign.open(new), "labels", busy={})
+    assert len(planned) == 3 and all(p.script.is_relative_to(new) and p.script.name == "labels.sbatch" for p in planned)
+    for p in planned:
+        tasks = p.script.parent / "tasks" / "t.txt"
+        tasks.parent.mkdir(exist_ok=True)
+        tasks.write_text("".join(" ".join(t) + "\n" for t in p.tasks))
+        run_tasks(p.script, tasks)
     capsys.readouterr()
     assert main(["slurm", "status", str(new)]) == 0
     status = capsys.readouterr().out

@@ -4,8 +4,6 @@ cancel, failing module loads, and the per-campaign concurrency limit."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from helpers import campaign_args, job_field, queued, submissions, wait_for, wait_idle
 

@@ -75,3 +75,28 @@ def test_campaign_end_to_end_moved_and_with_a_space(tmp_path, slurm, tm23_home, 
     ref.calc = EMT()
     assert atoms.get_potential_energy() == pytest.approx(ref.get_potential_energy(), abs=1e-6)
     assert atoms.get_stress() == pytest.approx(ref.get_stress(), abs=1e-7)
+
+
+def test_derived_label_campaign_runs_on_the_scheduler(tmp_path, slurm, capsys):
+    """A derived label set (SIGMA = 1.0 eV on a finished campaign's frames) goes through `tm23 slurm submit`
+    like any campaign: label arrays only, then an archive whose provenance names the parent and the change."""
+    parent = tmp_path / "parent"
+    assert main(["vasp-inputs", str(parent), "Cu", "--stage", "aimd", *campaign_args(tmp_path),
+                 "--supercell-rule", "vectors"]) == 0  # fmt: skip
+    assert main(["slurm", "submit", str(parent), "--stage", "aimd"]) == 0
+    wait_idle()
+    assert main(["vasp-inputs", str(parent), "--stage", "labels"]) == 0
+    new = tmp_path / "sigma1"
+    assert main(["derive-labels", str(parent), str(new), "--sigma", "1.0", "--no-progress"]) == 0
+    assert main(["slurm", "submit", str(new), "--stage", "aimd"]) == 1  # a derived campaign runs no AIMD
+    assert main(["slurm", "submit", str(new), "--stage", "labels"]) == 0
+    assert [s["stage"] for s in submissions(new)] == ["labels"] * 3
+    wait_idle()
+    capsys.readouterr()
+    assert main(["slurm", "status", str(new)]) == 0
+    assert capsys.readouterr().out.count("/labels  3/3") == 3
+    assert not list((parent / "Cu" / "cold" / "labels" / "runs").glob("*/STATUS"))  # the parent was never labelled
+    assert main(["collect", str(new), str(tmp_path / "sigma1.zip"), "--no-progress"]) == 0
+    with zipfile.ZipFile(tmp_path / "sigma1.zip") as zf:
+        prov = json.loads(zf.read("benchmarking_master_collection/PROVENANCE.json"))
+    assert prov["change"] == {"SIGMA": 1.0} and prov["derived_from"]["campaign"] == str(parent)
