@@ -83,7 +83,9 @@ def register(sub) -> None:
     p = sub.add_parser("report", help="gather baseline results into one table and a periodic-table figure",
                        description="Collect result.json files under the given folders, print the % error table, "
                        "and write report.{csv,json,md} and periodic_table.png (paper Fig. 2 layout) with the "
-                       "paper's Table 1 alongside.")  # fmt: skip
+                       "paper's Table 1 alongside; with results of 2 or more metals, force error vs melting "
+                       "temperature (force_vs_melting.{csv,png}, Supplementary Note 2); with learning-curve runs, "
+                       "learning exponents per l_max (learning_exponents.{csv,png}, Fig. 6).")  # fmt: skip
     p.add_argument("paths", nargs="*", default=["tm23-results"], metavar="PATH", help='folders holding run folders (default ./tm23-results)')
     p.add_argument("--out", default="tm23-report", help="report folder (default ./tm23-report)")
     p.add_argument("--no-plot", action="store_true", help='do not draw the periodic-table figure')
@@ -373,6 +375,14 @@ def cmd_report(args) -> int:
     else:
         print(rep["leaderboard"] + "\n")
         print(rep["table"])
+        for c in rep["melting"]:
+            r = c["r_forces_mae"]
+            print(f"{c['model']} {c['split']}: force MAE vs T_melt over {c['metals']} metals: "
+                  + ("r = -" if r is None else f"r = {r:.3f}"))  # fmt: skip
+        for f in rep["exponents"]:
+            err = "" if f["b_stderr"] is None else f" ± {f['b_stderr']:.3f}"
+            print(f"{f['model']} {f['element']} {f['regime']} l_max {f['l_max']}: learning exponent b = {f['b']:.3f}{err} "
+                  f"(N = {f['sizes']}, R² {f['r2']:.3f})")  # fmt: skip
         print(f"\nreport: {rep['files']['md']}" + (f", {rep['files']['plot']}" if "plot" in rep["files"] else ""))
     return 0
 

@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 from .. import overrides
 from ..errors import StepError, UsageError
 from ..frames import Frames
-from ..splits import evenly_spaced  # noqa: F401  (re-exported: the grid and the benchmarks import it from here)
+from ..splits import evenly_spaced
 
 log = logging.getLogger(__name__)
 

@@ -33,9 +33,10 @@ from .. import overrides
 from ..atomic import write_atomic
 from ..errors import StepError, UsageError
 from ..provenance import utc_now
+from ..splits import evenly_spaced
 from ..tables import markdown_table
 from . import results
-from .flare import FlareSettings, FlareSGP, evenly_spaced
+from .flare import FlareSettings, FlareSGP
 from .nequip import MONITOR, NequIPSettings, train_nequip
 
 

@@ -1,6 +1,8 @@
 """``tm23 report``: gather baseline results into one table, draw the percent errors on the d-block layout
 of the paper's Fig. 2, and set them next to the paper's reference tables shipped in the package
 (``baselines/data/paper/``: Table 1 training statistics, Table 2 NequIP l_max models, Fig. 7 FLARE grid).
+Where the results allow, two panels across runs (:mod:`.studies`): force error vs melting temperature
+(Supplementary Note 2) and learning exponents per l_max (Fig. 6).
 """
 
 from __future__ import annotations

@@ -168,11 +168,20 @@ def plot_learning_exponents(points: list[dict], fits: list[dict], path: str | os
         grid = np.geomspace(n.min(), n.max(), 50)
         left.loglog(grid, 1000 * f["a_eV_per_A"] * grid ** f["b"], "-", color=color, lw=1)
         series.setdefault((f["model"], f["element"], f["regime"]), []).append(f)
+    from .report import MODEL_LABELS
+
     for k, ((model, element, regime), mine) in enumerate(series.items()):
         mine = sorted(mine, key=lambda f: f["l_max"])
         err = [f["b_stderr"] or 0.0 for f in mine]
         right.errorbar([f["l_max"] for f in mine], [f["b"] for f in mine], yerr=err, marker=markers.get(element, "o"),
-                       capsize=3, color=f"C{k}", label=f"{element} ({model}, {regime})")  # fmt: skip
+                       capsize=3, color=f"C{k}", label=f"{element} ({MODEL_LABELS.get(model, model)}, {regime})")  # fmt: skip
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    sizes = sorted({p["n_train"] for p in points if any(p["element"] == f["element"] for f in fits)})
+    left.set_xticks(sizes, [str(n) for n in sizes])
+    left.xaxis.set_minor_formatter(NullFormatter())
+    left.yaxis.set_major_formatter(ScalarFormatter())
+    left.yaxis.set_minor_formatter(ScalarFormatter())
     left.set_xlabel("training frames N")
     left.set_ylabel("test force MAE (meV/Å)")
     left.legend(fontsize=6)
