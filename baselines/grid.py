@@ -110,7 +110,7 @@ def flare_grid(
     if out is not None:
         title = f"FLARE B2 grid, {element} ({split}, {len(train_pos)} train / {len(test_pos)} test frames)"
         write_grid_report(out, report, ["r_cut", "n_max", "l_max", "descriptor_dim"], title,
-                          criterion=("forces_mae", "test F MAE (meV/Å)"))  # fmt: skip
+                          criterion=("forces_mae", "test F MAE (meV/Å), chooses"))  # fmt: skip
         plot_grid(rows, Path(out) / "grid.png", title=title)
     return report
 
@@ -124,10 +124,12 @@ def write_grid_report(out, report: dict, keys: list[str], title: str, *, criteri
     write_atomic(out / "grid.csv", results.rows_to_csv(rows))
     results.atomic_write_json(out / "grid.json", report)
     column, label = criterion
-    header = [*keys, label, "test E % (raw)", "test F MAE (meV/Å)", "test F %", "test S %", "train (s)", "best"]
-    body = [[*(r.get(k) for k in keys), _milli(r.get(column)), _g(r.get("energy_per_atom_percent")),
-             _milli(r.get("forces_mae")), _g(r.get("forces_percent")), _g(r.get("stress_percent")),
-             _g(r.get("train_s")), "**best**" if r is best else ""] for r in rows]  # fmt: skip
+    tests = [("energy_per_atom_percent", "test E % (raw)", _g), ("forces_mae", "test F MAE (meV/Å)", _milli),
+             ("forces_percent", "test F %", _g), ("stress_percent", "test S %", _g)]  # fmt: skip
+    tests = [t for t in tests if t[0] != column]  # the choosing column is shown once, first
+    header = [*keys, label, *(t[1] for t in tests), "train (s)", "best"]
+    body = [[*(r.get(k) for k in keys), _milli(r.get(column)), *(f(r.get(c)) for c, _, f in tests), _g(r.get("train_s")),
+             "**best**" if r is best else ""] for r in rows]  # fmt: skip
     md = [f"# {title}", "", f"Selection: {report['selection']}.", "", markdown_table(header, body), "",
           "![](grid.png)", ""]  # fmt: skip
     write_atomic(out / "grid.md", "\n".join(md))
@@ -338,7 +340,7 @@ def nequip_grid(
     title = (f"NequIP grid, {element} ({run_split}: {selection.sizes()['train']} train / "
              f"{selection.sizes().get('validation', 0)} validation / {selection.sizes()['test']} test frames)")  # fmt: skip
     write_grid_report(out, report, [*keys, "n_weights", "epochs"], title,
-                      criterion=("val_forces_mae", "validation F MAE (meV/Å)"))  # fmt: skip
+                      criterion=("val_forces_mae", "validation F MAE (meV/Å), chooses"))  # fmt: skip
     varying = [k for k in keys if len({r[k] for r in rows}) > 1] or keys[:1]
     plot_heatmaps(rows, out / "grid.png", x=varying[0], y=varying[1] if len(varying) > 1 else None,
                   panels=tuple(varying[2:]), value="val_forces_mae", scale=1000.0, best=best,
