@@ -221,8 +221,14 @@ def parse_grid(items) -> dict[str, list[str]]:
         if not sep or not key:
             raise UsageError(f"--set-grid takes KEY=V1,V2,..., got {item!r}")
         text = text.strip()
-        values = json.loads(text) if text.startswith("[") else [v.strip() for v in text.split(",") if v.strip()]
-        if not values:
+        if text.startswith("["):
+            try:
+                values = json.loads(text)
+            except json.JSONDecodeError as err:
+                raise UsageError(f"--set-grid {key}: {text!r} is not a JSON list ({err.msg})") from None
+        else:
+            values = [v.strip() for v in text.split(",") if v.strip()]
+        if not isinstance(values, list) or not values:
             raise UsageError(f"--set-grid {key}: no values (give KEY=V1,V2,...)")
         if key in grid:
             raise UsageError(f"--set-grid {key} given twice; give all its values at once: {key}=V1,V2,...")

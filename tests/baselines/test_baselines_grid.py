@@ -40,7 +40,8 @@ def test_grid_points_are_typed_checked_settings():
         grid_settings(base, parse_grid(["seed=0,1"]))
     with pytest.raises(UsageError, match="repeats the point"):
         grid_settings(base, parse_grid(["r_max=4,4.0"]))
-    for bad, message in ((["l_max"], "KEY=V1,V2"), (["l_max="], "no values"), (["l_max=0", "l_max=1"], "twice")):
+    for bad, message in ((["l_max"], "KEY=V1,V2"), (["l_max="], "no values"), (["l_max=0", "l_max=1"], "twice"),
+                         (["l_max=[0, 1"], "not a JSON list")):  # fmt: skip
         with pytest.raises(UsageError, match=message):
             parse_grid(bad)
 
