@@ -365,5 +365,5 @@ def grid_row(values: dict, res: results.Result, *, reused: bool) -> dict:
     for q in ("energy_per_atom", "forces", "stress"):
         row[f"{q}_mae"] = m[q]["mae"] if q in m else None
         row[f"{q}_percent"] = m[q]["percent"] if q in m else None
-    row.update({"train_s": d["timing"].get("train_s"), "reused": reused, "run": str(res.path)})
+    row.update({"train_s": d["timing"].get("train_s"), "reused": reused, "run": str(Path(res.path).resolve())})
     return row
