@@ -23,6 +23,7 @@ import itertools
 import json
 import os
 import re
+import textwrap
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -169,8 +170,9 @@ def plot_heatmaps(rows: list[dict], path: str | os.PathLike, *, x: str, y: str |
     cells = {(tuple(r.get(k) for k in panels), r.get(y) if y else None, r.get(x)): r for r in rows}
     numbers = [scale * r[value] for r in rows if r.get(value) is not None]
     vmin, vmax = (min(numbers), max(numbers)) if numbers else (0, 1)
+    width = max(5.0, 1.6 + 1.1 * len(x_values) * len(panel_values))  # in: room for the title and colour bar
     fig, axes = plt.subplots(1, len(panel_values), squeeze=False, constrained_layout=True,
-                             figsize=(1.2 + 1.1 * len(x_values) * len(panel_values), 1.2 + 0.35 * len(y_values)))  # fmt: skip
+                             figsize=(width, max(2.8, 1.4 + 0.35 * len(y_values))))  # fmt: skip
     image = None
     for ax, pv in zip(axes[0], panel_values):
         table = np.full((len(y_values), len(x_values)), np.nan)
@@ -194,7 +196,7 @@ def plot_heatmaps(rows: list[dict], path: str | os.PathLike, *, x: str, y: str |
     if image is not None:
         fig.colorbar(image, ax=axes[0].tolist(), label=label)
     if title:
-        fig.suptitle(title, fontsize=9)
+        fig.suptitle(textwrap.fill(title, int(width * 12)), fontsize=9)
     return results.save_figure(fig, path)
 
 
