@@ -1,5 +1,5 @@
-"""``tm23`` subcommands of the baselines: baseline, evaluate, phonons, dynamics, report, grid, flare-labelsets,
-learning-curve, install-flare, demo.
+"""``tm23`` subcommands of the baselines: baseline, evaluate, phonons, dynamics, report, grid (flare, nequip),
+flare-labelsets, learning-curve, install-flare, demo.
 
 Registered by :mod:`tm23data.cli`; nothing heavy (torch, nequip, flare, matplotlib) is imported until a
 command runs.
@@ -7,10 +7,12 @@ command runs.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from importlib import resources
 
 from ..errors import UsageError
@@ -81,7 +83,9 @@ def register(sub) -> None:
     p = sub.add_parser("report", help="gather baseline results into one table and a periodic-table figure",
                        description="Collect result.json files under the given folders, print the % error table, "
                        "and write report.{csv,json,md} and periodic_table.png (paper Fig. 2 layout) with the "
-                       "paper's Table 1 alongside.")  # fmt: skip
+                       "paper's Table 1 alongside; with results of 2 or more metals, force error vs melting "
+                       "temperature (force_vs_melting.{csv,png}, Supplementary Note 2); with learning-curve runs, "
+                       "learning exponents per l_max (learning_exponents.{csv,png}, Fig. 6).")  # fmt: skip
     p.add_argument("paths", nargs="*", default=["tm23-results"], metavar="PATH", help='folders holding run folders (default ./tm23-results)')
     p.add_argument("--out", default="tm23-report", help="report folder (default ./tm23-report)")
     p.add_argument("--no-plot", action="store_true", help='do not draw the periodic-table figure')
@@ -139,20 +143,50 @@ def register(sub) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     p.set_defaults(func=cmd_dynamics)
 
-    p = sub.add_parser("grid", help="FLARE descriptor grid search (r_cut x n_max x l_max) on a small subset",
-                       description="Paper protocol: train on 200 and test on 100 frames (evenly spaced over the "
-                       "split); the best model has the lowest force MAE. Writes grid.{csv,json,png}. "
-                       "Example: tm23 grid Os --r-cut 4 5 6 --n-max 4 8 12 --l-max 2 4")  # fmt: skip
-    p.add_argument("element", metavar="ELEMENT", help='a TM23 symbol, e.g. Os')
-    p.add_argument("--split", default="full", help='split whose train/test subsets are subsampled (default full)')
-    p.add_argument("--r-cut", type=float, nargs="+", default=[4.0, 5.0, 6.0], help='cutoffs, Å (default 4 5 6)')
-    p.add_argument("--n-max", type=int, nargs="+", default=[4, 8, 12], help='radial orders (default 4 8 12)')
-    p.add_argument("--l-max", type=int, nargs="+", default=[2, 4], help='angular orders (default 2 4)')
-    p.add_argument("--n-train", type=int, default=200, help='training frames, evenly spaced (paper: 200)')
-    p.add_argument("--n-test", type=int, default=100, help='test frames, evenly spaced (paper: 100)')
-    p.add_argument("--power", type=int, choices=(1, 2), default=2, help='kernel power (paper: 2)')
-    p.add_argument("--out", default="tm23-grid", help='output folder (default ./tm23-grid)')
-    p.set_defaults(func=cmd_grid)
+    p = sub.add_parser("grid", help="grid search of FLARE or NequIP settings on a small subset (200 train / 100 test)",
+                       description="Paper protocol: each model is trained on 200 and tested on 100 frames (evenly "
+                       "spaced over the split). FLARE: the best model has the lowest test force MAE; NequIP: the "
+                       "lowest validation force MAE. Writes grid.{csv,md,json,png}. `tm23 grid ELEMENT ...` is the "
+                       "FLARE grid, as before. Example: tm23 grid flare Os --r-cut 4 5 6 --n-max 4 8 12 --l-max 2 4")  # fmt: skip
+    grid_models = p.add_subparsers(dest="model", metavar="MODEL", required=True, action=_FlareByDefault)
+    g = grid_models.add_parser("flare", help="FLARE descriptor grid (r_cut x n_max x l_max)",
+                               description="Train and test one FLARE model per (r_cut, n_max, l_max) on the subsets; "
+                               "the best has the lowest force MAE. Example: tm23 grid flare Os --r-cut 4 5 6 "
+                               "--n-max 4 8 12 --l-max 2 4")  # fmt: skip
+    g.add_argument("element", metavar="ELEMENT", help='a TM23 symbol, e.g. Os')
+    g.add_argument("--split", default="full", help='split whose train/test subsets are subsampled (default full)')
+    g.add_argument("--r-cut", type=float, nargs="+", default=[4.0, 5.0, 6.0], help='cutoffs, Å (default 4 5 6)')
+    g.add_argument("--n-max", type=int, nargs="+", default=[4, 8, 12], help='radial orders (default 4 8 12)')
+    g.add_argument("--l-max", type=int, nargs="+", default=[2, 4], help='angular orders (default 2 4)')
+    g.add_argument("--n-train", type=int, default=200, help='training frames, evenly spaced (paper: 200)')
+    g.add_argument("--n-test", type=int, default=100, help='test frames, evenly spaced (paper: 100)')
+    g.add_argument("--power", type=int, choices=(1, 2), default=2, help='kernel power (paper: 2)')
+    g.add_argument("--out", default="tm23-grid", help='output folder (default ./tm23-grid)')
+    g.set_defaults(func=cmd_grid)
+    g = grid_models.add_parser("nequip", help="NequIP grid over any settings (r_max, num_layers, l_max, ...)",
+                               description="Train one NequIP run per point of the product of the --set-grid values "
+                               "on the subsets (runs in OUT/runs/, each a normal baseline run folder: finished "
+                               "points are reused, interrupted ones continue when the command is rerun); the best "
+                               "point has the lowest validation force MAE (test errors are shown, never used to "
+                               "choose). Example: tm23 grid nequip Cu --set-grid r_max=4,5 --set-grid "
+                               "num_layers=2,4 --set-grid l_max=0,1 --max-time 3600")  # fmt: skip
+    g.add_argument("element", metavar="ELEMENT", help='a TM23 symbol, e.g. Cu')
+    g.add_argument("--split", default="full", help='split whose train/test subsets are subsampled (default full)')
+    g.add_argument("--set-grid", action="append", default=[], required=True, metavar="KEY=V1,V2",
+                   help="a setting and its values (repeatable; any NequIP setting, e.g. r_max=4,5 num_layers=2,4 "
+                        "l_max=0,1 num_features=16,32 learning_rate=0.005,0.01 force_weight=1,10)")  # fmt: skip
+    g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a setting of every point (repeatable), e.g. --set batch_size=5")
+    g.add_argument("--n-train", type=int, default=200, help="training frames, evenly spaced; 10%% of them validate "
+                   "(paper: 200; 0: the whole split)")  # fmt: skip
+    g.add_argument("--n-test", type=int, default=100, help='test frames, evenly spaced (paper: 100; 0: the whole split)')
+    g.add_argument("--max-time", type=float, metavar="SECONDS", help="wall-time limit of each point's training")
+    g.add_argument("--max-epochs", type=int, help="stop each point after this many epochs")
+    g.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where to train (default auto: a GPU if any)")
+    g.add_argument("--out", default="tm23-grid-nequip", help='output folder (default ./tm23-grid-nequip)')
+    g.add_argument("--overwrite", action="store_true", help="retrain every point, finished or not")
+    g.add_argument("--echo", action="store_true", help="show nequip-train's output")
+    g.set_defaults(func=cmd_grid_nequip)
 
     p = sub.add_parser("flare-labelsets", help="FLARE %% error on each label set of the same frames (paper Fig. 9a, 9e)",
                        description="Train and test one FLARE model (B2, kernel power 2) per archive, each on its own "
@@ -357,7 +391,63 @@ def cmd_report(args) -> int:
     else:
         print(rep["leaderboard"] + "\n")
         print(rep["table"])
+        for c in rep["melting"]:
+            r = c["r_forces_mae"]
+            print(f"{c['model']} {c['split']}: force MAE vs T_melt over {c['metals']} metals: "
+                  + ("r = -" if r is None else f"r = {r:.3f}"))  # fmt: skip
+        for f in rep["exponents"]:
+            err = "" if f["b_stderr"] is None else f" ± {f['b_stderr']:.3f}"
+            print(f"{f['model']} {f['element']} {f['regime']} l_max {f['l_max']}: learning exponent b = {f['b']:.3f}{err} "
+                  f"(N = {f['sizes']}, R² {f['r2']:.3f})")  # fmt: skip
         print(f"\nreport: {rep['files']['md']}" + (f", {rep['files']['plot']}" if "plot" in rep["files"] else ""))
+    return 0
+
+
+class _AnyName(Mapping):
+    """The model parsers by name, as argparse's ``choices``, except that every name passes its check
+    (:class:`_FlareByDefault` routes a name that is not a model)."""
+
+    def __init__(self, parsers: dict):
+        self.parsers = parsers
+
+    def __getitem__(self, name):
+        return self.parsers[name]
+
+    def __iter__(self):
+        return iter(self.parsers)
+
+    def __len__(self) -> int:
+        return len(self.parsers)
+
+    def __contains__(self, name) -> bool:
+        return True
+
+
+class _FlareByDefault(argparse._SubParsersAction):
+    """``tm23 grid ELEMENT ...`` (no model named) is the FLARE grid, as the command was before NequIP's."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.choices = _AnyName(self._name_parser_map)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if values and values[0] not in self._name_parser_map:
+            values = ["flare", *values]
+        super().__call__(parser, namespace, values, option_string)
+
+
+def cmd_grid_nequip(args) -> int:
+    from .grid import nequip_grid, parse_grid
+    from .nequip import NequIPSettings
+
+    base = _settings(NequIPSettings, args, ("max_time", "max_epochs", "device"), args.set)
+    rep = nequip_grid(args.element, parse_grid(args.set_grid), split=args.split, n_train=args.n_train,
+                      n_test=args.n_test, base=base, out=args.out, overwrite=args.overwrite, echo=args.echo,
+                      progress=True)  # fmt: skip
+    b = rep["best"]
+    point = ", ".join(f"{k}={b[k]}" for k in rep["grid"])
+    print(f"best (lowest validation force MAE): {point}: {1000 * b['val_forces_mae']:.4g} meV/Å validation, "
+          f"{b['forces_percent']:.2f}% test force error; run {b['run']}; written to {args.out}/grid.{{csv,md,json,png}}")  # fmt: skip
     return 0
 
 

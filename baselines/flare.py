@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 from .. import overrides
 from ..errors import StepError, UsageError
 from ..frames import Frames
+from ..splits import evenly_spaced
 
 log = logging.getLogger(__name__)
 
@@ -546,11 +547,3 @@ def train_flare(
         final = run.commit()
     return results.load_result(final)
 
-
-def evenly_spaced(n: int, k: int) -> np.ndarray:
-    """``k`` distinct indices spread evenly over ``range(n)`` (first and last included)."""
-    if k >= n:
-        return np.arange(n)
-    if k == 1:
-        return np.array([0])
-    return np.unique(np.round(np.linspace(0, n - 1, k)).astype(np.int64))

@@ -11,8 +11,6 @@ interrupted curve continues where it stopped.
 
 from __future__ import annotations
 
-import json
-import logging
 import math
 import os
 from dataclasses import replace
@@ -20,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import config
 from ..atomic import write_atomic
 from ..metrics import fit_power_law
 from ..provenance import utc_now
@@ -28,8 +25,6 @@ from ..splits import LEARNING_CURVE_SIZES, carve_validation
 from . import results
 from .nequip import NequIPSettings, train_nequip
 from .nequip_arch import paper_features, paper_settings
-
-log = logging.getLogger(__name__)
 
 PAPER_FEATURES = {l_max: paper_features(l_max) for l_max in range(6)}  # Table 2's counts (not its caption's order)
 PAPER_L_MAX = (0, 1, 2, 3)
@@ -43,22 +38,6 @@ def _features(features, l_max: int, default: int) -> int:
     if isinstance(features, dict):
         return int(features[l_max])
     return int(features)
-
-
-def _finished_run(path: Path, settings: NequIPSettings, source):
-    """The finished run at ``path`` if it was trained with exactly ``settings`` on the same archive, else None
-    (it is then trained again: a point of the curve must be what its settings say)."""
-    if not (path / results.RESULT_JSON).is_file():
-        return None
-    res = results.load_result(path)
-    wanted = json.loads(json.dumps(settings.to_dict()))
-    differs = sorted(k for k, v in wanted.items() if res.data["settings"].get(k) != v)
-    md5 = (source or config.archive_source()).md5
-    if differs or res.data["data_source"]["archive_md5"] != md5:
-        log.info("retraining %s: %s", path.name, f"settings differ ({', '.join(differs)})" if differs
-                 else "trained on another archive")  # fmt: skip
-        return None
-    return res
 
 
 def nequip_learning_curve(
@@ -96,7 +75,7 @@ def nequip_learning_curve(
                 n_fit = len(carve_validation(np.arange(n), s.validation, s.seed)[0])
                 s = replace(s, max_epochs=max(1, math.ceil(steps * s.batch_size / n_fit)))
             name = f"nequip_{element}_{split}_lmax{l_max}"
-            res = _finished_run(runs / name, s, source) if resume else None
+            res = results.reusable_result(runs / name, s.to_dict(), source) if resume else None
             if res is None:
                 res = train_nequip(element, split, s, out=runs, name=name, overwrite=True, source=source, echo=echo)
             m = res.metrics
@@ -111,7 +90,8 @@ def nequip_learning_curve(
         sel = [p for p in points if p["l_max"] == l_max]
         if len(sel) >= 2:
             law = fit_power_law([p["n_train"] for p in sel], [p["forces_mae"] for p in sel])
-            fits[int(l_max)] = {"a": law.a, "b": law.b, "r2": law.r2}
+            fits[int(l_max)] = {"a": law.a, "b": law.b, "b_stderr": law.b_stderr if math.isfinite(law.b_stderr) else None,
+                              "r2": law.r2}
     report = {
         "element": element,
         "regime": regime,

@@ -1,6 +1,8 @@
 """``tm23 report``: gather baseline results into one table, draw the percent errors on the d-block layout
 of the paper's Fig. 2, and set them next to the paper's reference tables shipped in the package
 (``baselines/data/paper/``: Table 1 training statistics, Table 2 NequIP l_max models, Fig. 7 FLARE grid).
+Where the results allow, two panels across runs (:mod:`.studies`): force error vs melting temperature
+(Supplementary Note 2) and learning exponents per l_max (Fig. 6).
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from ..atomic import write_atomic
 from ..errors import UsageError
 from ..provenance import stamp, utc_now
 from ..tables import markdown_table, text_table
-from . import results
+from . import results, studies
+from .studies import ARCHITECTURE
 
 PAPER_TABLES = {
     "table1": "table1_training.csv",  # element, flare_ace_dim, flare_total_train_hours, nequip_n_weights, ...
@@ -54,6 +57,8 @@ def gather(paths) -> list[dict]:
         row["descriptor_dim"] = settings.get("descriptor_dim")
         row["n_weights"] = settings.get("n_weights")
         row["epoch_s_median"] = timing.get("epoch_s_median")
+        for key in ARCHITECTURE:  # NequIP's (FLARE's l_max is its descriptor's); learning exponents group by them
+            row[key] = settings.get(key)
         row["path"] = str(res.path)
         rows.append(row)
     rows.sort(key=lambda r: (r["model"], r["split"], order.get(r["element"], 99), r["created"]))
@@ -255,6 +260,54 @@ def write_report(paths, out: str | os.PathLike, *, plot: bool = True, models=Non
     if plot:
         files["plot"] = plot_periodic(rows, out / "periodic_table.png", models=models, split=split)
         md += ["## Percent errors on the d-block (layout of the paper's Fig. 2)", "", "![](periodic_table.png)", ""]
+    panels = study_panels(rows, out, plot=plot)
+    files.update(panels["files"])
+    md += panels["md"]
     files["md"] = write_atomic(out / "report.md", "\n".join(md))
     return {"rows": rows, "files": {k: str(v) for k, v in files.items()}, "table": text_table(header, table),
-            "leaderboard": text_table(lb_header, lb_rows)}
+            "leaderboard": text_table(lb_header, lb_rows), "melting": panels["melting"],
+            "exponents": panels["exponents"]}
+
+
+def study_panels(rows: list[dict], out: Path, *, plot: bool = True) -> dict:
+    """The two cross-run panels (:mod:`.studies`), where the results allow them: force error vs T_melt per
+    model and split with two or more metals (``force_vs_melting.{csv,png}``), and learning exponents per
+    l_max from learning-curve runs with two or more sizes (``learning_exponents.{csv,png}``). Returns their
+    rows, files and Markdown sections."""
+    files, md = {}, []
+    points = studies.melting_points(rows)
+    melting = studies.melting_correlations(points)
+    if melting:
+        groups = {(c["model"], c["split"]) for c in melting}
+        mine = [p for p in points if (p["model"], p["split"]) in groups]
+        files["melting_csv"] = write_atomic(out / "force_vs_melting.csv", results.rows_to_csv(mine))
+        files["melting_summary_csv"] = write_atomic(out / "force_vs_melting_r.csv", results.rows_to_csv(melting))
+        header = ["model", "split", "metals", "r (F MAE vs T_melt)", "r (F % vs T_melt)", "slope (meV/Å per 1000 K)"]
+        body = [[MODEL_LABELS.get(c["model"], c["model"]), c["split"], c["metals"], _fmt(c["r_forces_mae"]),
+                 _fmt(c["r_forces_percent"]), _fmt(c["slope_meV_per_A_per_1000K"])] for c in melting]  # fmt: skip
+        md += ["## Force error vs melting temperature (paper: Supplementary Note 2)", "",
+               ("Test force MAE and % error of each metal against its experimental melting temperature (the AIMD "
+                "ran at 0.25 / 0.75 / 1.25 x T_melt, so the forces, and with them the MAE, grow with T_melt). "
+                "r: Pearson's correlation coefficient (3 or more metals). Points: force_vs_melting.csv."), "",
+               markdown_table(header, body), ""]  # fmt: skip
+        if plot:
+            files["melting_plot"] = studies.plot_melting(points, melting, out / "force_vs_melting.png")
+            md += ["![](force_vs_melting.png)", ""]
+    curve = studies.learning_curve_points(rows)
+    exponents = studies.learning_exponents(curve)
+    if exponents:
+        files["exponents_csv"] = write_atomic(out / "learning_exponents.csv", results.rows_to_csv(exponents))
+        header = ["model", "element", "regime", "l_max", "features", "layers", "r_max (Å)", "N", "b", "± (std. error)",
+                  "R²", "a (meV/Å)"]  # fmt: skip
+        body = [[MODEL_LABELS.get(f["model"], f["model"]), f["element"], f["regime"], f["l_max"], f["num_features"],
+                 f["num_layers"], f["r_max"], f["sizes"], f"{f['b']:.4f}",
+                 "-" if f["b_stderr"] is None else f"{f['b_stderr']:.4f}", f"{f['r2']:.3f}",
+                 _fmt(1000 * f["a_eV_per_A"])] for f in exponents]  # fmt: skip
+        md += ["## Learning exponents per l_max (paper: Fig. 6)", "",
+               ("Runs on learning-curve splits ({regime}_N), per model, element, regime and architecture: "
+                "log(force MAE) = log a + b log N by least squares; ± is the standard error of b (none from two "
+                "sizes). Table: learning_exponents.csv."), "", markdown_table(header, body), ""]  # fmt: skip
+        if plot:
+            files["exponents_plot"] = studies.plot_learning_exponents(curve, exponents, out / "learning_exponents.png")
+            md += ["![](learning_exponents.png)", ""]
+    return {"files": files, "md": md, "melting": melting, "exponents": exponents}

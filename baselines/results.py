@@ -257,6 +257,28 @@ def load_result(path: str | os.PathLike) -> Result:
     return Result(folder, data)
 
 
+def reusable_result(path: str | os.PathLike, settings: dict, source=None, *,
+                    ignore=("device", "num_workers")) -> Result | None:  # fmt: skip
+    """The finished run at ``path`` if it was trained with exactly ``settings`` (every key of it but ``ignore``:
+    where it ran, which changes no model) on the archive of ``source`` (default: the configured one), else
+    None: a study that reuses runs (learning curve, grid search) retrains it, so that a point is always what
+    its settings say."""
+    from .. import config
+
+    path = Path(path)
+    if not (path / RESULT_JSON).is_file():
+        return None
+    res = load_result(path)
+    wanted = json.loads(json.dumps(settings, default=_json_default))
+    differs = sorted(k for k, v in wanted.items() if k not in ignore and res.data["settings"].get(k) != v)
+    md5 = (source or config.archive_source()).md5
+    if differs or res.data["data_source"]["archive_md5"] != md5:
+        log.info("retraining %s: %s", path.name, f"settings differ ({', '.join(differs)})" if differs
+                 else "trained on another archive")  # fmt: skip
+        return None
+    return res
+
+
 def find_results(paths) -> list[Result]:
     """Every run folder at or under ``paths`` (folders are searched recursively; partial and failed runs,
     whose folders start with '.' or end in '.failed', are skipped)."""

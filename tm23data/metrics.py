@@ -160,11 +160,13 @@ def _as_3x3(stress, n: int, what: str) -> np.ndarray:
 
 @dataclass(frozen=True)
 class PowerLaw:
-    """error = a * N^b, fitted by least squares in log-log space (the paper's learning exponents)."""
+    """error = a * N^b, fitted by least squares in log-log space (the paper's learning exponents);
+    ``b_stderr`` is the standard error of the exponent (NaN from two points, which a line always fits)."""
 
     a: float
     b: float
     r2: float
+    b_stderr: float = float("nan")
 
     def __call__(self, n) -> np.ndarray:
         return self.a * np.asarray(n, dtype=np.float64) ** self.b
@@ -183,7 +185,13 @@ def fit_power_law(n_train, errors) -> PowerLaw:
     residual = y - (log_a + b * x)
     total = y - y.mean()
     r2 = 1.0 - float(residual @ residual) / float(total @ total) if np.any(total) else 1.0
-    return PowerLaw(a=float(np.exp(log_a)), b=float(b), r2=r2)
+    spread = x - x.mean()
+    if not np.any(spread):
+        raise UsageError("a power law needs at least two different training sizes")
+    # ordinary least squares: var(b) = s^2 / sum (x - mean x)^2 with s^2 = residual sum of squares / (n - 2)
+    dof = len(x) - 2
+    b_stderr = float(np.sqrt(float(residual @ residual) / dof / float(spread @ spread))) if dof else float("nan")
+    return PowerLaw(a=float(np.exp(log_a)), b=float(b), r2=r2, b_stderr=b_stderr)
 
 
 def force_label_differences(forces_a, forces_b) -> dict[str, float]:

@@ -8,6 +8,7 @@ are checked disjoint by content and by structure at every resolution.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -29,13 +30,16 @@ class SplitError(UsageError):
 
 @dataclass(frozen=True)
 class SplitDefinition:
-    """Train and test as concatenations of archive members; ``n_train`` keeps the first N training frames."""
+    """Train and test as concatenations of archive members; ``n_train`` keeps the first N training frames;
+    ``subsample`` = (N, M) keeps N training and M test frames evenly spaced over them (the grid searches'
+    smaller sets: paper, 200 / 100)."""
 
     name: str
     description: str
     train: tuple[str, ...]
     test: tuple[str, ...]
     n_train: int | None = None
+    subsample: tuple[int, int] | None = None
 
     def resolve(self, store: Store) -> dict[str, np.ndarray]:
         train = np.concatenate([store.members[k] for k in self.train])
@@ -47,7 +51,22 @@ class SplitDefinition:
                     f"only {len(train)} in {'+'.join(self.train)}"
                 )
             train = train[: self.n_train]
+        if self.subsample is not None:
+            n, m = self.subsample
+            if n > len(train) or m > len(test):
+                raise SplitError(f"{self.name}: asks for {n} training and {m} test frames, but {store.element}'s "
+                                 f"split has {len(train)} and {len(test)}")  # fmt: skip
+            train, test = train[evenly_spaced(len(train), n)], test[evenly_spaced(len(test), m)]
         return {"train": train, "test": test}
+
+
+def evenly_spaced(n: int, k: int) -> np.ndarray:
+    """``k`` distinct indices spread evenly over ``range(n)`` (first and last included)."""
+    if k >= n:
+        return np.arange(n)
+    if k == 1:
+        return np.array([0])
+    return np.unique(np.round(np.linspace(0, n - 1, k)).astype(np.int64))
 
 
 def _standard() -> dict[str, SplitDefinition]:
@@ -77,19 +96,41 @@ def _learning_curve(regime: str, n: int) -> SplitDefinition:
 
 STANDARD_SPLITS: dict[str, SplitDefinition] = _standard()
 _LEARNING_CURVE_RE = re.compile(rf"^({'|'.join(REGIMES)})_([1-9][0-9]*)$")
+_SUBSAMPLE_RE = re.compile(r"^(?P<base>.+)_(?P<n>[1-9][0-9]*)x(?P<m>[1-9][0-9]*)$")
 
 
 def get_split(name: str) -> SplitDefinition:
-    """A standard split, or ``{regime}_{N}`` (first N training frames of a regime) for any N."""
+    """A standard split, ``{regime}_{N}`` (first N training frames of a regime) for any N, or ``{split}_{N}x{M}``
+    (N training and M test frames of a split, evenly spaced: ``full_200x100`` is the paper's grid-search set)."""
     if name in STANDARD_SPLITS:
         return STANDARD_SPLITS[name]
     m = _LEARNING_CURVE_RE.match(str(name))
     if m:
         return _learning_curve(m.group(1), int(m.group(2)))
+    m = _SUBSAMPLE_RE.match(str(name))
+    base = _known(m.group("base")) if m else None
+    if base is not None and base.subsample is None:
+        n, k = int(m.group("n")), int(m.group("m"))
+        return dataclasses.replace(base, name=str(name), subsample=(n, k), description=(
+            f"{n} training / {k} test frames evenly spaced over {base.name}'s (grid searches; paper: 200 / 100)"))  # fmt: skip
     raise SplitError(
         f"unknown split {name!r}.{did_you_mean(name, STANDARD_SPLITS)} Standard splits: {', '.join(STANDARD_SPLITS)}; "
-        "also {cold,warm,melt}_N for the first N training frames of a regime."
+        "also {cold,warm,melt}_N for the first N training frames of a regime, and SPLIT_NxM for N training and M "
+        "test frames evenly spaced over a split's (e.g. full_200x100)."
     )
+
+
+def learning_curve_size(name: str) -> tuple[str, int] | None:
+    """``("melt", 300)`` for the learning-curve split ``melt_300`` (first N training frames of a regime), else None."""
+    m = _LEARNING_CURVE_RE.match(str(name))
+    return (m.group(1), int(m.group(2))) if m else None
+
+
+def _known(name: str) -> SplitDefinition | None:
+    try:
+        return get_split(name)
+    except SplitError:
+        return None
 
 
 @dataclass(frozen=True)

@@ -267,5 +267,7 @@ def test_grid_search_on_a_subset(cached, tmp_path):
     assert [(r["r_cut"], r["l_max"]) for r in rep["rows"]] == [(4.0, 1), (4.0, 2), (5.0, 1), (5.0, 2)]
     assert rep["best"] == min(rep["rows"], key=lambda r: r["forces_mae"])
     assert {"Cu-cold-0000", "Cu-melt-0008"} <= set(rep["train_frame_ids"])  # evenly spaced: both ends
-    for name in ("grid.csv", "grid.json", "grid.png"):
+    for name in ("grid.csv", "grid.json", "grid.png", "grid.md"):
         assert (tmp_path / name).stat().st_size > 0
+    md = (tmp_path / "grid.md").read_text()  # one table row per point, the best one marked
+    assert md.count("**best**") == 1 and len([x for x in md.splitlines() if x.startswith("| 4") or x.startswith("| 5")]) == 4

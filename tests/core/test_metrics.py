@@ -75,6 +75,20 @@ def test_power_law_recovers_exact_exponent():
         fit_power_law([100], [1.0])
     with pytest.raises(ValueError, match="positive"):
         fit_power_law([100, 200], [1.0, 0.0])
+    with pytest.raises(ValueError, match="two different training sizes"):
+        fit_power_law([100, 100], [1.0, 0.5])
+
+
+def test_power_law_exponent_uncertainty_is_the_least_squares_standard_error():
+    """Against scipy's linregress on the logs (an independent implementation of the same regression)."""
+    from scipy.stats import linregress
+
+    n = np.array([100, 300, 500, 700, 900])
+    err = 2.0 * n**-0.45 * np.array([1.1, 0.9, 1.05, 0.95, 1.0])
+    fit, ref = fit_power_law(n, err), linregress(np.log(n), np.log(err))
+    assert fit.b == pytest.approx(ref.slope, rel=1e-12) and fit.b_stderr == pytest.approx(ref.stderr, rel=1e-10)
+    assert fit_power_law(n, 2.0 * n**-0.5).b_stderr == pytest.approx(0.0, abs=1e-12)
+    assert np.isnan(fit_power_law([100, 200], [1.0, 0.5]).b_stderr)  # two points: no residual to estimate it from
 
 
 def test_both_energy_percent_errors_on_hand_computed_values():

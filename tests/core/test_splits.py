@@ -12,7 +12,15 @@ from tm23data.archive import write_archive
 from tm23data.errors import UsageError
 from tm23data.fetch import import_archive
 from tm23data.generation.synthetic import synthetic_members
-from tm23data.splits import STANDARD_SPLITS, SplitError, carve_validation, get_split, resolve_split
+from tm23data.splits import (
+    STANDARD_SPLITS,
+    SplitError,
+    carve_validation,
+    evenly_spaced,
+    get_split,
+    learning_curve_size,
+    resolve_split,
+)
 from tm23data.store import load_store
 
 EXPECTED = {
@@ -107,6 +115,26 @@ def test_unknown_split_lists_valid_names():
         get_split("hot")
     assert "cold_to_melt" in str(err.value) and "melt_100" in str(err.value)
     assert get_split("warm_7").n_train == 7
+
+
+def test_subsampled_split_takes_evenly_spaced_frames_of_its_base(store):
+    """``full_12x6``: the grid searches' smaller sets, N training and M test frames spread over the base split."""
+    full, sub = resolve_split(store, "full"), resolve_split(store, "full_12x6", validation=0.25, seed=1)
+    n_train, n_test = len(full.subsets["train"]), len(full.subsets["test"])
+    picked = full.subsets["train"][np.round(np.linspace(0, n_train - 1, 12)).astype(int)]
+    assert sorted([*sub.subsets["train"], *sub.subsets["validation"]]) == sorted(picked)  # validation carved from the 12
+    assert list(sub.subsets["test"]) == list(full.subsets["test"][np.round(np.linspace(0, n_test - 1, 6)).astype(int)])
+    assert store.frame_id[picked[0]] == store.frame_id[full.subsets["train"][0]]  # both ends kept
+    assert store.frame_id[picked[-1]] == store.frame_id[full.subsets["train"][-1]]
+    assert sub.name == "full_12x6" and sub.hash != full.hash
+    assert get_split("melt_6_4x2").n_train == 6 and get_split("melt_6_4x2").subsample == (4, 2)
+    with pytest.raises(SplitError, match=f"asks for {n_train + 1} training and 2 test frames"):
+        resolve_split(store, f"full_{n_train + 1}x2")
+    for bad in ("nope_2x1", "full_2x1_2x1", "full_0x1"):
+        with pytest.raises(SplitError, match="unknown split"):
+            get_split(bad)
+    assert list(evenly_spaced(5, 9)) == [0, 1, 2, 3, 4] and list(evenly_spaced(9, 1)) == [0]
+    assert learning_curve_size("melt_300") == ("melt", 300) and learning_curve_size("full_12x6") is None
 
 
 def test_train_test_leak_is_refused(tm23_home, tmp_path, monkeypatch):
