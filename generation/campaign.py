@@ -169,7 +169,7 @@ class Campaign:
         atoms = supercell.atoms
         write_atomic(self.root / "structures" / f"{supercell.element}.vasp",
                      format_poscar(atoms.get_chemical_symbols(), atoms.cell.array, atoms.positions,
-                                   f"TM23 {supercell.element} supercell with one vacancy"))  # fmt: skip
+                                   f"TM23 {supercell.describe()}"))  # fmt: skip
         self.meta.setdefault("structures", {})[supercell.element] = supercell.to_dict()
         self.save()
 

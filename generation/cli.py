@@ -324,7 +324,8 @@ def cmd_generate(args) -> int:
         wall = sum(x["md_s"] + x["label_s"] for x in t.values())
         frames = sum(x["frames"] for x in t.values())
         cached = " (reused from the work folder)" if all(x.get("cached") for x in t.values()) else ""
-        print(f"{el}: {st['natoms']} atoms ({'x'.join(map(str, st['repeat']))}, vacancy at site {st['vacancy_site']}), "
+        hole = "no vacancy" if st["vacancy_site"] is None else f"vacancy at site {st['vacancy_site']}"
+        print(f"{el}: {st['natoms']} atoms ({'x'.join(map(str, st['repeat']))}, {hole}), "
               f"{frames} frames in {wall:.1f} s{cached}")  # fmt: skip
         for note in st["notes"]:
             print(f"  note: {note}")

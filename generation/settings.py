@@ -235,12 +235,18 @@ class StructureSettings:
     #: "tm23": the published supercell where the lattice table records it (Cu: 3x3x2), else "vectors".
     rule: str = "fill"
     seed: int = 0  #: vacancy site and MD velocities derive from this seed, the element and the regime
+    #: explicit repeats of the conventional cell, replacing the rule (e.g. [8, 8, 5]: the 640-site Os cell of
+    #: the paper's finite-size check, Fig. 7)
+    repeat: list[int] | None = None
+    vacancy: bool = True  #: delete one seeded site (TM23); false: the perfect supercell
 
     def __post_init__(self) -> None:
         if self.rule not in SUPERCELL_RULES:
             raise UsageError(f"structure.rule must be one of {', '.join(SUPERCELL_RULES)}, got {self.rule!r}")
         if not self.min_length_A > 0:
             raise UsageError(f"structure.min_length_A must be > 0, got {self.min_length_A}")
+        if self.repeat is not None and (len(self.repeat) != 3 or min(int(n) for n in self.repeat) < 1):
+            raise UsageError(f"structure.repeat must be three positive integers (e.g. 8,8,5), got {self.repeat}")
 
 
 SUPERCELL_RULES = ("vectors", "images", "tm23", "fill")

@@ -228,7 +228,7 @@ class Supercell:
     atoms: object  # ase.Atoms, with the vacancy
     repeat: tuple[int, int, int]
     n_sites: int
-    vacancy_index: int  # index of the deleted site in the perfect supercell
+    vacancy_index: int | None  # index of the deleted site in the perfect supercell (None: no vacancy)
     rule: str
     min_length_A: float
     seed: int
@@ -239,6 +239,11 @@ class Supercell:
     @property
     def natoms(self) -> int:
         return len(self.atoms)
+
+    def describe(self) -> str:
+        """``Cu 3x3x2 with one vacancy`` / ``Os 8x8x5 without vacancy`` (POSCAR comments, messages)."""
+        hole = "with one vacancy" if self.vacancy_index is not None else "without vacancy"
+        return f"{self.element} supercell {'x'.join(map(str, self.repeat))} {hole}"
 
     def to_dict(self) -> dict:
         """JSON-ready description (goes into the archive's provenance)."""
@@ -276,7 +281,8 @@ def build_supercell(
     """The supercell of ``element`` with one vacancy at a seeded random site.
 
     ``unit_cell`` (``ase.Atoms``) replaces the table's conventional cell (from a file or the Materials
-    Project); ``repeat`` replaces the rule. The vacancy site is drawn from ``np.random.default_rng([seed, Z])``.
+    Project); ``repeat`` (or ``settings.repeat``) replaces the rule. The vacancy site is drawn from
+    ``np.random.default_rng([seed, Z])``; ``settings.vacancy = False`` keeps the perfect supercell.
     """
     settings = settings or StructureSettings()
     entry = lattice(element)
@@ -294,6 +300,8 @@ def build_supercell(
         lattice_source = lattice_source or "user-supplied structure"
         certainty = certainty or "user"
     rule = settings.rule
+    if repeat is None and settings.repeat is not None:
+        repeat = tuple(settings.repeat)  # type: ignore[assignment]
     if repeat is not None:
         repeat = tuple(int(n) for n in repeat)  # type: ignore[assignment]
         if len(repeat) != 3 or min(repeat) < 1:
@@ -309,7 +317,8 @@ def build_supercell(
         repeat = supercell_repeat(
             unit_cell.cell.array, settings.min_length_A, "images" if rule == "images" else "vectors"
         )
-    if entry.tm23_repeat is not None and tuple(repeat) != entry.tm23_repeat and _is_table_cell(unit_cell, entry):
+    if (rule != "explicit" and entry.tm23_repeat is not None and tuple(repeat) != entry.tm23_repeat
+            and _is_table_cell(unit_cell, entry)):  # fmt: skip
         n_pub = int(np.prod(entry.tm23_repeat)) * len(unit_cell) - 1
         notes.append(
             f"the published TM23 {element} cell is {'x'.join(map(str, entry.tm23_repeat))} ({n_pub} atoms); rule "
@@ -318,9 +327,11 @@ def build_supercell(
         )
     perfect = unit_cell.repeat(repeat)
     n_sites = len(perfect)
-    vacancy = int(vacancy_rng(element, settings.seed).integers(n_sites))
     atoms = perfect.copy()
-    del atoms[vacancy]
+    vacancy = None
+    if settings.vacancy:
+        vacancy = int(vacancy_rng(element, settings.seed).integers(n_sites))
+        del atoms[vacancy]
     atoms.pbc = True
     return Supercell(element, atoms, tuple(repeat), n_sites, vacancy, rule, settings.min_length_A, settings.seed,
                      lattice_source, certainty, notes)  # fmt: skip

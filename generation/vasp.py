@@ -217,7 +217,7 @@ def write_aimd_inputs(directory: str | os.PathLike, supercell, regime: str, sett
                               f"{settings.md.total_steps} x {settings.md.timestep_fs:g} fs"),  # fmt: skip
         "KPOINTS": format_kpoints([1, 1, 1], "Gamma point only (AIMD)"),
         "POSCAR": format_poscar(atoms.get_chemical_symbols(), atoms.cell.array, atoms.positions,
-                                f"TM23 {element} supercell {'x'.join(map(str, supercell.repeat))} with one vacancy"),
+                                f"TM23 {supercell.describe()}"),
         **potcar_files(element, settings.vasp),
     }  # fmt: skip
     written = {name: write_atomic(directory / name, text) for name, text in files.items()}

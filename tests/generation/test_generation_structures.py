@@ -262,3 +262,25 @@ def test_lattice_check_relaxes_with_chgnet_offline():
     check = check_lattice("Cu", make_calculator("chgnet", "Cu")[0])
     assert check.table_a_A == pytest.approx(3.621262) and abs(check.da_percent) < 2.0
     assert check.relaxed_c_over_a is None and check.to_dict()["da_percent"] == check.da_percent
+
+
+def test_explicit_repeats_and_no_vacancy_give_the_finite_size_cell():
+    """structure.repeat / structure.vacancy: the 640-atom Os cell of the paper's finite-size check (Fig. 7)."""
+    from tm23data.errors import UsageError
+    from tm23data.generation.settings import Settings
+
+    s = Settings().override({"structure.repeat": "8,8,5", "structure.vacancy": "false"}).structure
+    os640 = build_supercell("Os", s)
+    assert os640.repeat == (8, 8, 5) and os640.natoms == os640.n_sites == 640 and os640.vacancy_index is None
+    assert os640.to_dict()["vacancy_site"] is None and os640.describe() == "Os supercell 8x8x5 without vacancy"
+    assert neighbor_list_empty(os640.atoms)
+    cu = build_supercell("Cu", StructureSettings(repeat=[4, 4, 5]))  # explicit: no note about the published cell
+    assert cu.natoms == 319 and cu.rule == "explicit" and not any("3x3x2" in n for n in cu.notes)
+    with pytest.raises(UsageError, match="three positive integers"):
+        StructureSettings(repeat=[8, 8])
+
+
+def neighbor_list_empty(atoms) -> bool:
+    from ase.neighborlist import neighbor_list
+
+    return neighbor_list("d", atoms, 2.2).size == 0
