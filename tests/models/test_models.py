@@ -44,7 +44,7 @@ def test_bad_specs_say_what_to_do(spec, words):
         assert w in str(err.value)
 
 
-@pytest.mark.parametrize("spec, package", [("mace-mp:x.model", "mace"), ("mattersim:x.pth", "mattersim"),
+@pytest.mark.parametrize("spec, package", [("mace:x.model", "mace"), ("mace-mp:x.model", "mace"), ("mattersim:x.pth", "mattersim"),
                                            ("orb:x.ckpt", "orb_models"), ("fairchem:x.pt", "fairchem")])  # fmt: skip
 def test_missing_packages_are_named(spec, package, tmp_path):
     from support import missing
