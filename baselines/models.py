@@ -363,9 +363,18 @@ def _mace_calculator(spec: str, prefix: str, weights: Path, device: str):
 
 
 def _mattersim_calculator(spec: str, prefix: str, weights: Path, device: str):
-    from mattersim.forcefield import MatterSimCalculator
+    """A MatterSim checkpoint (``Potential.save``: a dict of model_name, model state, model_args), for
+    inference only. The path is absolute, so never one of the release names that mattersim downloads."""
+    from mattersim.forcefield.potential import MatterSimCalculator, Potential
 
-    return MatterSimCalculator(load_path=str(weights), device=device)
+    try:
+        potential = in_float32(Potential.from_checkpoint)(str(weights), device=device, load_training_state=False)
+    except Exception as err:  # noqa: BLE001 - any load failure: say which file and what it should be
+        raise UsageError(f"model {spec!r}: {weights} is not a MatterSim checkpoint (Potential.save: model_name, "
+                         f"model, model_args): {type(err).__name__}: {err}") from err  # fmt: skip
+    calc = MatterSimCalculator(potential=potential, device=device)
+    calc.calculate = in_float32(calc.calculate)  # float32 graphs, whatever the process's default dtype
+    return calc
 
 
 def _orb_calculator(spec: str, prefix: str, weights: Path, device: str):
