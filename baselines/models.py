@@ -378,14 +378,35 @@ def _mattersim_calculator(spec: str, prefix: str, weights: Path, device: str):
 
 
 def _orb_calculator(spec: str, prefix: str, weights: Path, device: str):
+    """An orb-models state dict (``torch.save(model.state_dict())``, as the released ``*.ckpt``) in the
+    architecture ``orb-ARCH`` names (default orb_v3_conservative_inf_omat). Loaded in float32 without TF32
+    ("float32-highest": benchmark numbers, not throughput), not compiled on CPU (minutes of C++ builds); orb's
+    process-wide settings (default dtype, matmul precision) are restored after loading."""
+    import pickle
+    import warnings
+
+    import torch
     from orb_models.forcefield import pretrained
     from orb_models.forcefield.calculator import ORBCalculator
 
     arch = prefix.partition("-")[2] or "orb_v3_conservative_inf_omat"
     loader = getattr(pretrained, arch.replace("-", "_"), None)
-    if loader is None:
+    if loader is None or arch.endswith("architecture") or not callable(loader):
         raise UsageError(f"model {spec!r}: orb-models has no architecture {arch!r}")
-    return ORBCalculator(loader(weights_path=str(weights), device=device), device=device)
+    matmul = torch.get_float32_matmul_precision()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "Setting global torch default dtype" (undone here)
+            model = in_float32(loader)(weights_path=str(weights), device=device, precision="float32-highest",
+                                       compile=None if device != "cpu" else False)  # fmt: skip
+    except (RuntimeError, KeyError, pickle.UnpicklingError) as err:
+        raise UsageError(f"model {spec!r}: {weights} is not a state dict of orb-models' {arch} (torch.save of "
+                         f"model.state_dict(), as the released .ckpt files): {type(err).__name__}: {err}") from err  # fmt: skip
+    finally:
+        torch.set_float32_matmul_precision(matmul)
+    calc = ORBCalculator(model, device=device)
+    calc.calculate = in_float32(calc.calculate)
+    return calc
 
 
 def _fairchem_calculator(spec: str, prefix: str, weights: Path, device: str):

@@ -242,3 +242,57 @@ def test_mattersim_refuses_a_file_that_is_not_a_checkpoint(tmp_path):
     torch.save({"w": torch.zeros(3)}, bad)
     with pytest.raises(UsageError, match="weights.pth is not a MatterSim checkpoint"):
         load_model(f"mattersim:{bad}")
+
+
+# --- ORB ------------------------------------------------------------------------------------------------
+
+needs_orb = needs("orb_models", "tree", "cached_path", "boto3", "google.cloud.storage",
+                  install="make .venv/.tm23-orb (pip install --no-deps orb-models==0.5.5 + its deps; README)")  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def orb_file(tmp_path_factory):
+    """orb-v3 conservative with random weights, saved as the released checkpoints are (``torch.save`` of the
+    state dict, 100 MB: orb's loaders build the full 25.5 M-parameter architecture, so no smaller model fits)."""
+    import torch
+    from orb_models.forcefield import pretrained
+
+    torch.manual_seed(0)
+    model = pretrained.orb_v3_conservative_architecture(device="cpu")
+    path = tmp_path_factory.mktemp("orb") / "random-orb-v3.ckpt"
+    torch.save(model.state_dict(), path)
+    return path
+
+
+@pytest.mark.slow
+@needs_orb
+def test_orb_evaluation_is_orb_itself_with_energy_gradients(cached, tmp_path, orb_file):
+    """Slow: the full orb-v3 architecture takes ~3 s per 32-atom frame on this 2-core CPU."""
+    import torch
+    from orb_models.forcefield import pretrained
+    from orb_models.forcefield.calculator import ORBCalculator
+
+    out = tmp_path / "runs"
+    res = evaluate(f"orb:{orb_file}", "Cu", "cold", out=out, max_frames=2, shift_frames=1, progress=False)
+    direct = ORBCalculator(pretrained.orb_v3_conservative_inf_omat(weights_path=str(orb_file), device="cpu",
+                                                                   precision="float32-highest", compile=False),
+                           device="cpu")  # fmt: skip
+    saved = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # the adapter keeps orb in float32 whatever the default
+    try:
+        model = load_model(f"orb:{orb_file}")
+        atoms = Selection.open("Cu", "cold", progress=False).frames("test").to_atoms(0)
+        _finite_difference_checks(model.calculator, atoms, h=1e-2, force_tol=3e-3, stress_tol=3e-4,
+                                  coords=((0, 0), (1, 2)))  # fmt: skip
+    finally:
+        torch.set_default_dtype(saved)
+    _same_as_direct(res, direct, "Cu", "cold", tol=(1e-3, 1e-5, 1e-7))
+    info = res.data["model_info"]
+    assert info["package"] == "orb_models" and info["version"] == metadata.version("orb-models")
+    assert info["calculator"] == "ORBCalculator" and info["weights_sha256"] == _sha256(orb_file)
+    again = evaluate(f"orb:{orb_file}", "Cu", "cold", out=out, max_frames=2, shift_frames=1, progress=False)
+    assert again.data["created"] == res.data["created"]
+    with pytest.raises(UsageError, match="no architecture 'orb_v9'"):
+        load_model(f"orb-orb_v9:{orb_file}")
+    with pytest.raises(UsageError, match="is not a state dict of orb-models' orb_v3_direct_20_omat"):
+        load_model(f"orb-orb_v3_direct_20_omat:{orb_file}")  # another architecture: keys do not match
