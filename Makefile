@@ -2,8 +2,9 @@
 #
 #   make demo    the main job on the embedded default, offline: generate a small Cu set, load it, train FLARE
 #                and NequIP, write the report (into ./tm23-demo; DEMO_ARGS="--budget 30" passes options)
-#   make test    the test suite: SLURM for its tier (scripts/install_slurm.sh, root + apt), MACE, MatterSim and
-#                ORB (--no-deps, below), the core tier on a core-only install, then everything (PYTEST_ARGS="-x" ...)
+#   make test    the test suite: SLURM for its tier (scripts/install_slurm.sh, root + apt), MACE, MatterSim, ORB
+#                and fairchem (--no-deps, below), the core tier on a core-only install, then everything
+#                (PYTEST_ARGS="-x" ...)
 #
 # Set-up is the README's step-by-step install: a venv in the checkout (.venv), torch pinned to the CPU build,
 # the package with all its extras, FLARE built offline; .venv-core holds the core install for the core tier.
@@ -22,6 +23,7 @@ SLURM_INSTALLED := $(VENV)/.tm23-slurm
 MACE_INSTALLED := $(VENV)/.tm23-mace
 MATTERSIM_INSTALLED := $(VENV)/.tm23-mattersim
 ORB_INSTALLED := $(VENV)/.tm23-orb
+FAIRCHEM_INSTALLED := $(VENV)/.tm23-fairchem
 
 .PHONY: demo test setup
 .DELETE_ON_ERROR:
@@ -29,7 +31,8 @@ ORB_INSTALLED := $(VENV)/.tm23-orb
 demo: $(INSTALLED) $(FLARE_INSTALLED)
 	$(VENV)/bin/tm23 demo $(DEMO_ARGS)
 
-test: $(INSTALLED) $(FLARE_INSTALLED) $(CORE_INSTALLED) $(SLURM_INSTALLED) $(MACE_INSTALLED) $(MATTERSIM_INSTALLED) $(ORB_INSTALLED)
+test: $(INSTALLED) $(FLARE_INSTALLED) $(CORE_INSTALLED) $(SLURM_INSTALLED) $(MACE_INSTALLED) $(MATTERSIM_INSTALLED) $(ORB_INSTALLED) \
+	$(FAIRCHEM_INSTALLED)
 	$(CORE_VENV)/bin/python -m pytest tests/core $(PYTEST_ARGS)
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
@@ -70,6 +73,16 @@ ORB_PACKAGES := orb-models==0.5.5 dm-tree==0.1.8 cached_path==1.8.10 rich==13.9.
 	google-api-core==2.44.0 google-auth==2.63.0 google-cloud-core==2.8.0 google-crc32c==1.9.0 \
 	google-resumable-media==2.11.0 googleapis-common-protos==1.76.0 proto-plus==1.29.0 protobuf==7.36.2 \
 	pyasn1==0.6.5 pyasn1_modules==0.4.2 cryptography==50.0.2 cffi==2.1.1 pycparser==3.12
+# fairchem-core 2.24.0 pins lmdb<=1.7.3 (a plain install downgrades the lmdb 3 that nequip and mace use) and
+# setuptools<81, and pulls CUDA packages (cuda-python, nvidia-cutlass-dsl, warp-lang, nvalchemi-toolkit-ops) and
+# numba that CPU inference never imports; it imports torchtnt, submitit and wandb (with pydantic and
+# opentelemetry) at import. On top of the ORB and MACE packages (protobuf, GitPython).
+FAIRCHEM_PACKAGES := fairchem-core==2.24.0 torchtnt==0.2.4 pyre-extensions==0.0.32 typing-inspect==0.9.0 \
+	mypy_extensions==1.2.0 submitit==1.5.4 backoff==2.2.1 wandb==0.31.0 pydantic==2.14.4 pydantic_core==2.50.5 \
+	annotated-types==0.8.0 typing-inspection==0.4.5 opentelemetry-api==1.45.2 opentelemetry-sdk==1.45.2 \
+	opentelemetry-proto==1.45.2 opentelemetry-semantic-conventions==0.66b2 opentelemetry-exporter-otlp-proto-http==1.45.2 \
+	opentelemetry-exporter-otlp-proto-common==1.45.2 opentelemetry-exporter-http-transport==0.66b2 \
+	opentelemetry-exporter-otlp-common==0.66b2
 
 $(MACE_INSTALLED): $(INSTALLED)
 	$(VENV)/bin/pip install --no-deps $(MACE_PACKAGES)
@@ -84,4 +97,9 @@ $(MATTERSIM_INSTALLED): $(INSTALLED)
 $(ORB_INSTALLED): $(INSTALLED)
 	$(VENV)/bin/pip install --no-deps $(ORB_PACKAGES)
 	$(VENV)/bin/python -c "import orb_models.forcefield.pretrained, orb_models.forcefield.calculator, datasets"
+	touch $@
+
+$(FAIRCHEM_INSTALLED): $(ORB_INSTALLED) $(MACE_INSTALLED)
+	$(VENV)/bin/pip install --no-deps $(FAIRCHEM_PACKAGES)
+	$(VENV)/bin/python -c "import fairchem.core, nequip.integrations.ase, lmdb, torch; assert torch.__version__.startswith('2.13')"
 	touch $@

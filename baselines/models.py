@@ -410,9 +410,23 @@ def _orb_calculator(spec: str, prefix: str, weights: Path, device: str):
 
 
 def _fairchem_calculator(spec: str, prefix: str, weights: Path, device: str):
+    """A fairchem inference checkpoint (``MLIPInferenceCheckpoint``: model and tasks config, weights and EMA
+    weights, as the released UMA ``*.pt``) on its ``omat`` task (inorganic materials, PBE: the one that fits
+    bulk metals). Full float32 without TF32: "batch" on CPU (not compiled), "high-precision" on a GPU."""
     from fairchem.core import FAIRChemCalculator, pretrained_mlip
 
-    return FAIRChemCalculator(pretrained_mlip.load_predict_unit(str(weights), device=device), task_name="omat")
+    settings = "batch" if device == "cpu" else "high-precision"
+    try:
+        unit = in_float32(pretrained_mlip.load_predict_unit)(str(weights), inference_settings=settings, device=device)
+    except Exception as err:  # noqa: BLE001 - any load failure: say which file and what it should be
+        raise UsageError(f"model {spec!r}: {weights} is not a fairchem inference checkpoint (MLIPInferenceCheckpoint, "
+                         f"e.g. a released UMA .pt): {type(err).__name__}: {err}") from err  # fmt: skip
+    if "omat" not in unit.dataset_to_tasks:
+        raise UsageError(f"model {spec!r}: {weights} has no omat task (it has {', '.join(unit.dataset_to_tasks)}); "
+                         "TM23 is scored on the inorganic-materials (omat) head")  # fmt: skip
+    calc = FAIRChemCalculator(unit, task_name="omat")
+    calc.calculate = in_float32(calc.calculate)
+    return calc
 
 
 def _factory(spec: str, module_name: str, attr: str, device: str) -> Model:

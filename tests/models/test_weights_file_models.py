@@ -1,7 +1,8 @@
-"""The adapters that take a weights file (``mace:PATH``, ...) on models built here with random weights and saved
-the way their package saves models (published weights cannot be downloaded offline): the evaluation equals the
-package's own calculator on the same frames, forces and stress are the gradients of the energy, the record
-names the package and the weights' sha256, runs resume."""
+"""The adapters that take a weights file (``mace:``, ``mattersim:``, ``orb:``, ``fairchem:PATH``) on models built
+here with random weights and saved the way their package saves models (published weights cannot be downloaded
+offline): the evaluation equals the package's own calculator on the same frames, forces and stress are the
+gradients of the energy, the record names the package and the weights' sha256, runs resume. (A compiled NequIP
+model: tests/baselines/test_baselines_nequip.py.)"""
 
 from __future__ import annotations
 
@@ -296,3 +297,79 @@ def test_orb_evaluation_is_orb_itself_with_energy_gradients(cached, tmp_path, or
         load_model(f"orb-orb_v9:{orb_file}")
     with pytest.raises(UsageError, match="is not a state dict of orb-models' orb_v3_direct_20_omat"):
         load_model(f"orb-orb_v3_direct_20_omat:{orb_file}")  # another architecture: keys do not match
+
+
+# --- fairchem -------------------------------------------------------------------------------------------
+
+needs_fairchem = needs("fairchem", "torchtnt", "submitit", "wandb", "backoff",
+                       install="make .venv/.tm23-fairchem (pip install --no-deps fairchem-core==2.24.0 + its deps; README)")  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def fairchem_file(tmp_path_factory):
+    """A tiny conservative eSCN-MD (UMA's backbone: 8 channels, l <= 1, one layer, cutoff 5 Å) with an
+    omat energy/forces/stress head and random weights, saved as fairchem saves inference checkpoints
+    (``torch.save`` of an ``MLIPInferenceCheckpoint``: model and tasks config, state and EMA state). The
+    normalisers' rmsd of 100 makes its forces large enough for a float32 finite difference; max_neighbors 100
+    is above the 42 neighbours of fcc Cu within 5 Å (a cap below that makes the energy jump: seen with 30)."""
+    import hydra
+    import torch
+    from fairchem.core.units.mlip_unit.api.inference import MLIPInferenceCheckpoint
+
+    backbone = {"model": "fairchem.core.models.uma.escn_md.eSCNMDBackbone", "max_num_elements": 100,
+                "sphere_channels": 8, "lmax": 1, "mmax": 1, "otf_graph": True, "max_neighbors": 100, "cutoff": 5.0,
+                "edge_channels": 8, "num_distance_basis": 16, "direct_forces": False, "regress_forces": True,
+                "regress_stress": True, "num_layers": 1, "hidden_channels": 8, "norm_type": "rms_norm_sh",
+                "act_type": "gate", "ff_type": "grid", "dataset_list": ["omat"]}  # fmt: skip
+    heads = {"efs": {"module": "fairchem.core.models.uma.escn_moe.DatasetSpecificMoEWrapper",
+                     "head_cls": "fairchem.core.models.uma.escn_md.MLP_EFS_Head", "head_kwargs": {"wrap_property": False},
+                     "dataset_names": ["omat"]}}  # fmt: skip
+    config = {"_target_": "fairchem.core.models.base.HydraModel", "backbone": backbone, "heads": heads,
+              "pass_through_head_outputs": True}  # fmt: skip
+
+    def task(prop, level, dim, rmsd):
+        return {"_target_": "fairchem.core.units.mlip_unit.mlip_unit.Task", "name": f"omat_{prop}", "level": level,
+                "property": prop, "datasets": ["omat"],
+                "out_spec": {"_target_": "fairchem.core.units.mlip_unit.mlip_unit.OutputSpec", "dim": dim,
+                             "dtype": "float32"},
+                "normalizer": {"_target_": "fairchem.core.modules.normalization.normalizer.Normalizer", "mean": 0.0,
+                               "rmsd": rmsd}}  # fmt: skip
+
+    tasks = [task("energy", "system", [1], 100.0), task("forces", "atom", [3], 100.0),
+             task("stress", "system", [1, 9], 100.0)]  # fmt: skip
+    torch.manual_seed(0)
+    model = hydra.utils.instantiate(config)
+    ema = torch.optim.swa_utils.AveragedModel(model)
+    path = tmp_path_factory.mktemp("fairchem") / "tiny-uma.pt"
+    torch.save(MLIPInferenceCheckpoint(model_config=config, model_state_dict=model.state_dict(),
+                                       ema_state_dict=ema.state_dict(), tasks_config=tasks), path)  # fmt: skip
+    return path
+
+
+@needs_fairchem
+def test_fairchem_evaluation_is_fairchem_itself_with_energy_gradients(cached, tmp_path, fairchem_file):
+    import torch
+    from fairchem.core import FAIRChemCalculator, pretrained_mlip
+
+    out = tmp_path / "runs"
+    res = evaluate(f"fairchem:{fairchem_file}", "Cu", "cold", out=out, max_frames=2, shift_frames=1, progress=False)
+    unit = pretrained_mlip.load_predict_unit(str(fairchem_file), inference_settings="batch", device="cpu")
+    _same_as_direct(res, FAIRChemCalculator(unit, task_name="omat"), "Cu", "cold", tol=(1e-3, 1e-5, 1e-7))
+    info = res.data["model_info"]
+    assert info["package"] == "fairchem" and info["version"] == metadata.version("fairchem-core")
+    assert info["calculator"] == "FAIRChemCalculator" and info["weights_sha256"] == _sha256(fairchem_file)
+    again = evaluate(f"fairchem:{fairchem_file}", "Cu", "cold", out=out, max_frames=2, shift_frames=1,
+                     progress=False)  # fmt: skip
+    assert again.data["created"] == res.data["created"]
+    saved = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        calc = load_model(f"fairchem:{fairchem_file}").calculator
+        atoms = Selection.open("Cu", "cold", progress=False).frames("test").to_atoms(0)
+        _finite_difference_checks(calc, atoms, h=1e-2, force_tol=3e-3, stress_tol=3e-4, coords=((0, 0), (1, 2)))
+    finally:
+        torch.set_default_dtype(saved)
+    bad = tmp_path / "weights.pt"
+    torch.save({"w": torch.zeros(3)}, bad)
+    with pytest.raises(UsageError, match="weights.pt is not a fairchem inference checkpoint"):
+        load_model(f"fairchem:{bad}")
