@@ -43,14 +43,19 @@ BatchPredictor = Callable[[list], list]
 CHGNET_MODELS = {"chgnet": "0.3.0", "chgnet-0.3.0": "0.3.0", "chgnet-0.2.0": "0.2.0", "chgnet-r2scan": "r2scan"}
 SEVENNET_MODELS = {"sevennet-0": "7net-0", "7net-0": "7net-0", "sevennet-0-22may2024": "7net-0_22may2024",
                    "sevennet-l3i5": "7net-l3i5", "7net-l3i5": "7net-l3i5"}  # fmt: skip
-#: MACE's own pins (e3nn==0.4.4) would replace the e3nn nequip needs: installed without them (README).
-MACE_INSTALL = "pip install --no-deps mace-torch==0.3.16, then its missing dependencies (the README's MACE install)"
+def _no_deps_hint(distribution: str, name: str) -> str:
+    """The install hint of a package whose own requirements would replace torch, e3nn, lmdb or huggingface-hub
+    here (README, "Install, step by step"): --no-deps plus the dependencies it imports."""
+    return f"pip install --no-deps {distribution}, then its missing dependencies (the README's {name} install)"
+
+
 #: Adapters taking a weights file: prefix -> (import name, distribution, pip install hint); ``mace`` and
 #: ``mace-mp`` are one adapter (any MACE model file).
-PATH_MODELS = {"mace": ("mace", "mace-torch", MACE_INSTALL), "mace-mp": ("mace", "mace-torch", MACE_INSTALL),
-               "mattersim": ("mattersim", "mattersim", "pip install mattersim"),
-               "orb": ("orb_models", "orb-models", "pip install orb-models"),
-               "fairchem": ("fairchem", "fairchem-core", "pip install fairchem-core"),
+PATH_MODELS = {"mace": ("mace", "mace-torch", _no_deps_hint("mace-torch==0.3.16", "MACE")),
+               "mace-mp": ("mace", "mace-torch", _no_deps_hint("mace-torch==0.3.16", "MACE")),
+               "mattersim": ("mattersim", "mattersim", _no_deps_hint("mattersim==1.2.3", "MatterSim")),
+               "orb": ("orb_models", "orb-models", _no_deps_hint("orb-models==0.5.5", "ORB")),
+               "fairchem": ("fairchem", "fairchem-core", _no_deps_hint("fairchem-core==2.24.0", "fairchem")),
                "nequip": ("nequip", "nequip", "pip install 'tm23data[nequip]'")}  # fmt: skip
 
 
