@@ -305,10 +305,9 @@ needs_fairchem = needs("fairchem", "torchtnt", "submitit", "wandb", "backoff",
                        install="make .venv/.tm23-fairchem (pip install --no-deps fairchem-core==2.24.0 + its deps; README)")  # fmt: skip
 
 
-@pytest.fixture(scope="session")
-def fairchem_file(tmp_path_factory):
-    """A tiny conservative eSCN-MD (UMA's backbone: 8 channels, l <= 1, one layer, cutoff 5 Å) with an
-    omat energy/forces/stress head and random weights, saved as fairchem saves inference checkpoints
+def _tiny_uma(path, dataset="omat"):
+    """A tiny conservative eSCN-MD (UMA's backbone: 8 channels, l <= 1, one layer, cutoff 5 Å) with a
+    ``dataset`` energy/forces/stress head and random weights, saved as fairchem saves inference checkpoints
     (``torch.save`` of an ``MLIPInferenceCheckpoint``: model and tasks config, state and EMA state). The
     normalisers' rmsd of 100 makes its forces large enough for a float32 finite difference; max_neighbors 100
     is above the 42 neighbours of fcc Cu within 5 Å (a cap below that makes the energy jump: seen with 30)."""
@@ -320,16 +319,16 @@ def fairchem_file(tmp_path_factory):
                 "sphere_channels": 8, "lmax": 1, "mmax": 1, "otf_graph": True, "max_neighbors": 100, "cutoff": 5.0,
                 "edge_channels": 8, "num_distance_basis": 16, "direct_forces": False, "regress_forces": True,
                 "regress_stress": True, "num_layers": 1, "hidden_channels": 8, "norm_type": "rms_norm_sh",
-                "act_type": "gate", "ff_type": "grid", "dataset_list": ["omat"]}  # fmt: skip
+                "act_type": "gate", "ff_type": "grid", "dataset_list": [dataset]}  # fmt: skip
     heads = {"efs": {"module": "fairchem.core.models.uma.escn_moe.DatasetSpecificMoEWrapper",
                      "head_cls": "fairchem.core.models.uma.escn_md.MLP_EFS_Head", "head_kwargs": {"wrap_property": False},
-                     "dataset_names": ["omat"]}}  # fmt: skip
+                     "dataset_names": [dataset]}}  # fmt: skip
     config = {"_target_": "fairchem.core.models.base.HydraModel", "backbone": backbone, "heads": heads,
               "pass_through_head_outputs": True}  # fmt: skip
 
     def task(prop, level, dim, rmsd):
-        return {"_target_": "fairchem.core.units.mlip_unit.mlip_unit.Task", "name": f"omat_{prop}", "level": level,
-                "property": prop, "datasets": ["omat"],
+        return {"_target_": "fairchem.core.units.mlip_unit.mlip_unit.Task", "name": f"{dataset}_{prop}",
+                "level": level, "property": prop, "datasets": [dataset],
                 "out_spec": {"_target_": "fairchem.core.units.mlip_unit.mlip_unit.OutputSpec", "dim": dim,
                              "dtype": "float32"},
                 "normalizer": {"_target_": "fairchem.core.modules.normalization.normalizer.Normalizer", "mean": 0.0,
@@ -340,10 +339,14 @@ def fairchem_file(tmp_path_factory):
     torch.manual_seed(0)
     model = hydra.utils.instantiate(config)
     ema = torch.optim.swa_utils.AveragedModel(model)
-    path = tmp_path_factory.mktemp("fairchem") / "tiny-uma.pt"
     torch.save(MLIPInferenceCheckpoint(model_config=config, model_state_dict=model.state_dict(),
                                        ema_state_dict=ema.state_dict(), tasks_config=tasks), path)  # fmt: skip
     return path
+
+
+@pytest.fixture(scope="session")
+def fairchem_file(tmp_path_factory):
+    return _tiny_uma(tmp_path_factory.mktemp("fairchem") / "tiny-uma.pt")
 
 
 @needs_fairchem
@@ -373,3 +376,6 @@ def test_fairchem_evaluation_is_fairchem_itself_with_energy_gradients(cached, tm
     torch.save({"w": torch.zeros(3)}, bad)
     with pytest.raises(UsageError, match="weights.pt is not a fairchem inference checkpoint"):
         load_model(f"fairchem:{bad}")
+    molecules = _tiny_uma(tmp_path / "omol-only.pt", dataset="omol")
+    with pytest.raises(UsageError, match=r"omol-only.pt has no omat task \(it has omol\)"):
+        load_model(f"fairchem:{molecules}")
