@@ -247,7 +247,7 @@ def test_mattersim_refuses_a_file_that_is_not_a_checkpoint(tmp_path):
 
 # --- ORB ------------------------------------------------------------------------------------------------
 
-needs_orb = needs("orb_models", "tree", "cached_path", "boto3", "google.cloud.storage",
+needs_orb = needs("orb_models", "tree", "cached_path", "boto3", "google_crc32c",
                   install="make .venv/.tm23-orb (pip install --no-deps orb-models==0.5.5 + its deps; README)")  # fmt: skip
 
 
