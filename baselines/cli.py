@@ -99,7 +99,7 @@ def register(sub) -> None:
                        description="Evaluate a model on the test set of a split for each element and write "
                        "OUT/MODEL_ELEMENT_SPLIT/{result.json,result.csv,predictions.npz} (the baselines' schema; "
                        "energy errors raw and after a per-element shift fitted on train). Finished elements are kept "
-                       "(resumable). MODEL: emt, chgnet, sevennet-0 (weights in their wheels), mace-mp:PATH, "
+                       "(resumable). MODEL: emt, chgnet, sevennet-0 (weights in their wheels), mace:PATH, "
                        "mattersim:PATH, orb:PATH, fairchem:PATH, nequip:PATH (compiled or saved nequip 0.19 model), "
                        "or module:factory returning an ASE Calculator. "
                        "Example: tm23 evaluate sevennet-0 --elements Cu,Ti --split cold_to_melt")  # fmt: skip

@@ -65,6 +65,8 @@ def evaluate(model, elements="all", split: str = "full", *, out="tm23-results", 
     t0 = time.perf_counter()
     model = load_model(model, device)
     load_s = time.perf_counter() - t0
+    for el in symbols:  # before any run: a model without parameters for an element says so at once
+        model.check_element(el)
     done = []
     for el in symbols:
         done.append(_evaluate_element(model, el, split, out=out, batch_size=batch_size, shift_frames=shift_frames,

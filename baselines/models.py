@@ -6,8 +6,9 @@ A spec is
 - a named model whose weights ship inside its PyPI wheel, so it works offline: ``chgnet`` (CHGNet 0.3.0;
   ``chgnet-0.2.0``, ``chgnet-r2scan``), ``sevennet-0`` (alias ``7net-0``; ``sevennet-0-22may2024``,
   ``sevennet-l3i5``), ``emt`` (ASE's EMT, for tests: Al Cu Ag Au Ni Pd Pt);
-- a model whose weights must be given as a local file (they are never downloaded): ``mace-mp:PATH``,
-  ``mattersim:PATH``, ``orb:PATH`` (``orb-ARCH:PATH`` for another orb-models architecture), ``fairchem:PATH``;
+- a model whose weights must be given as a local file (they are never downloaded): ``mace:PATH`` (alias
+  ``mace-mp:PATH``; any MACE model file), ``mattersim:PATH``, ``orb:PATH`` (``orb-ARCH:PATH`` for another
+  orb-models architecture), ``fairchem:PATH``;
 - ``nequip:PATH``: a NequIP/Allegro model of nequip 0.19, compiled (``.nequip.pt2``/``.nequip.pth`` from
   ``nequip-compile``) or saved (``.ckpt``, ``.nequip.zip`` package), through nequip's own ASE calculator;
 - ``module:factory``: ``factory()`` (called with ``device=`` if it takes it) returns a Calculator;
@@ -22,6 +23,7 @@ batched predictor.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import os
 from dataclasses import dataclass, field
@@ -41,10 +43,20 @@ BatchPredictor = Callable[[list], list]
 CHGNET_MODELS = {"chgnet": "0.3.0", "chgnet-0.3.0": "0.3.0", "chgnet-0.2.0": "0.2.0", "chgnet-r2scan": "r2scan"}
 SEVENNET_MODELS = {"sevennet-0": "7net-0", "7net-0": "7net-0", "sevennet-0-22may2024": "7net-0_22may2024",
                    "sevennet-l3i5": "7net-l3i5", "7net-l3i5": "7net-l3i5"}  # fmt: skip
-#: Adapters taking a weights file: prefix -> (import name, pip install hint).
-PATH_MODELS = {"mace-mp": ("mace", "pip install mace-torch --no-deps (then its deps, keeping torch/e3nn)"),
-               "mattersim": ("mattersim", "pip install mattersim"), "orb": ("orb_models", "pip install orb-models"),
-               "fairchem": ("fairchem", "pip install fairchem-core"), "nequip": ("nequip", "pip install 'tm23data[nequip]'")}  # fmt: skip
+def _no_deps_hint(distribution: str, name: str) -> str:
+    """The install hint of a package whose own requirements would replace torch, e3nn, lmdb or huggingface-hub
+    here (README, "Install, step by step"): --no-deps plus the dependencies it imports."""
+    return f"pip install --no-deps {distribution}, then its missing dependencies (the README's {name} install)"
+
+
+#: Adapters taking a weights file: prefix -> (import name, distribution, pip install hint); ``mace`` and
+#: ``mace-mp`` are one adapter (any MACE model file).
+PATH_MODELS = {"mace": ("mace", "mace-torch", _no_deps_hint("mace-torch==0.3.16", "MACE")),
+               "mace-mp": ("mace", "mace-torch", _no_deps_hint("mace-torch==0.3.16", "MACE")),
+               "mattersim": ("mattersim", "mattersim", _no_deps_hint("mattersim==1.2.3", "MatterSim")),
+               "orb": ("orb_models", "orb-models", _no_deps_hint("orb-models==0.5.5", "ORB")),
+               "fairchem": ("fairchem", "fairchem-core", _no_deps_hint("fairchem-core==2.24.0", "fairchem")),
+               "nequip": ("nequip", "nequip", "pip install 'tm23data[nequip]'")}  # fmt: skip
 
 
 @dataclass
@@ -58,6 +70,14 @@ class Model:
     weights: str | None = None
     weights_sha256: str | None = None
     predict_batch: BatchPredictor | None = field(default=None, repr=False)
+    #: Chemical symbols the model was made for, where its file says (MACE); None: not known here.
+    elements: tuple[str, ...] | None = None
+
+    def check_element(self, symbol: str) -> None:
+        """Refuse an element the model has no parameters for, before any frame is run."""
+        if self.elements is not None and symbol not in self.elements:
+            raise UsageError(f"{symbol} is not among the elements of the {self.package or self.name} model "
+                             f"({', '.join(self.elements)}): {self.name}")  # fmt: skip
 
     def identity(self) -> dict:
         """What a result records about the model."""
@@ -121,7 +141,7 @@ def load_model(spec, device: str = "cpu") -> Model:
         return _factory(spec, prefix, rest, device)
     if base in PATH_MODELS:
         raise UsageError(f"model {spec!r} needs its weights file: {prefix}:PATH (weights are never downloaded)")
-    raise UsageError(f"unknown model {spec!r}; named models: {', '.join(names())}; or mace-mp:PATH, mattersim:PATH, "
+    raise UsageError(f"unknown model {spec!r}; named models: {', '.join(names())}; or mace:PATH, mattersim:PATH, "
                      "orb:PATH, fairchem:PATH, nequip:PATH, module:factory")  # fmt: skip
 
 
@@ -144,10 +164,14 @@ def _version(package: str) -> str | None:
 
 
 def _require(module: str, spec: str, hint: str):
+    top = module.split(".")[0]
     try:
         return importlib.import_module(module)
     except ModuleNotFoundError as err:
-        raise UsageError(f"model {spec!r} needs the Python package {module.split('.')[0]!r}, which is not "
+        if err.name and err.name.split(".")[0] != top and importlib.util.find_spec(top) is not None:
+            raise UsageError(f"model {spec!r}: the Python package {top!r} is installed but its dependency "
+                             f"{err.name!r} is missing (installed with --no-deps?): pip install it, or {hint}") from err  # fmt: skip
+        raise UsageError(f"model {spec!r} needs the Python package {top!r}, which is not "
                          f"installed ({err.name} missing): {hint}") from err  # fmt: skip
 
 
@@ -278,43 +302,136 @@ def _voigt_to_3x3(s) -> np.ndarray:
 
 def _path_model(spec: str, prefix: str, path: str, device: str) -> Model:
     base = "orb" if prefix.startswith("orb") else prefix
-    module, hint = PATH_MODELS[base]
-    _require(module, spec, hint)
+    module, distribution, hint = PATH_MODELS[base]
+    if base.startswith("mace"):
+        _quiet_mace_import(spec, hint)
+    else:
+        _require(module, spec, hint)
     weights = _weights(spec, path)
-    if base == "nequip":
-        from nequip.integrations.ase import NequIPCalculator
+    loader = {"nequip": _nequip_calculator, "mace": _mace_calculator, "mace-mp": _mace_calculator,
+              "mattersim": _mattersim_calculator, "orb": _orb_calculator, "fairchem": _fairchem_calculator}[base]  # fmt: skip
+    calc = loader(spec, prefix, weights, device)
+    return Model(spec, calc, module, _version(distribution), str(weights), file_sha256(weights),
+                 elements=_model_elements(calc))  # fmt: skip
 
-        name = weights.name
-        if name.endswith((".pt2", ".pth")):
-            calc = NequIPCalculator.from_compiled_model(str(weights), device=device)
-        elif name.endswith((".ckpt", ".zip")):
-            calc = NequIPCalculator._from_saved_model(str(weights), device=device)
-        else:
-            raise UsageError(f"model {spec!r}: a nequip model is a compiled .nequip.pt2/.nequip.pth or a saved "
-                             ".ckpt/.nequip.zip file")  # fmt: skip
-    elif base == "mace-mp":
-        from mace.calculators import MACECalculator
 
-        calc = MACECalculator(model_paths=str(weights), device=device, default_dtype="float64")
-    elif base == "mattersim":
-        from mattersim.forcefield import MatterSimCalculator
+def _model_elements(calc) -> tuple[str, ...] | None:
+    """The elements of a MACE calculator's model (its ``atomic_numbers``); None for the others."""
+    models = getattr(calc, "models", None)
+    numbers = getattr(models[0], "atomic_numbers", None) if models else None
+    if numbers is None:
+        return None
+    from ase.data import chemical_symbols
 
-        calc = MatterSimCalculator(load_path=str(weights), device=device)
-    elif base == "orb":
-        from orb_models.forcefield import pretrained
-        from orb_models.forcefield.calculator import ORBCalculator
+    return tuple(chemical_symbols[int(z)] for z in numbers)
 
-        arch = prefix.partition("-")[2] or "orb_v3_conservative_inf_omat"
-        loader = getattr(pretrained, arch.replace("-", "_"), None)
-        if loader is None:
-            raise UsageError(f"model {spec!r}: orb-models has no architecture {arch!r}")
-        calc = ORBCalculator(loader(weights_path=str(weights), device=device), device=device)
-    else:  # fairchem
-        from fairchem.core import FAIRChemCalculator, pretrained_mlip
 
-        calc = FAIRChemCalculator(pretrained_mlip.load_predict_unit(str(weights), device=device), task_name="omat")
-    return Model(spec, calc, module.split(".")[0], _version(module.split(".")[0].replace("_", "-")) or _version(module),
-                 str(weights), file_sha256(weights))  # fmt: skip
+def _nequip_calculator(spec: str, prefix: str, weights: Path, device: str):
+    from nequip.integrations.ase import NequIPCalculator
+
+    name = weights.name
+    if name.endswith((".pt2", ".pth")):
+        return NequIPCalculator.from_compiled_model(str(weights), device=device)
+    if name.endswith((".ckpt", ".zip")):
+        return NequIPCalculator._from_saved_model(str(weights), device=device)
+    raise UsageError(f"model {spec!r}: a nequip model is a compiled .nequip.pt2/.nequip.pth or a saved "
+                     ".ckpt/.nequip.zip file")  # fmt: skip
+
+
+def _quiet_mace_import(spec: str, hint: str):
+    """``mace.calculators``, imported without the line it prints on stdout (no cuequivariance), which would
+    land in the CLI's output. (Importing mace also sets ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` for the
+    process, which its own ``MACECalculator(model_paths=...)`` needs; that is left as mace wants it.)"""
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        return _require("mace.calculators", spec, hint)
+
+
+def _mace_calculator(spec: str, prefix: str, weights: Path, device: str):
+    """A MACE model file (``torch.save`` of the module, as ``mace_run_train`` writes ``*.model`` and as the
+    MACE-MP/OMAT releases ship) in float64. The file is a pickle: it is loaded as one (only pass files you
+    trust), by path, not by glob, so a name with ``*`` or ``[`` is that file."""
+    import torch
+    from mace.calculators import MACECalculator
+
+    try:
+        module = torch.load(str(weights), map_location=device, weights_only=False)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure: say which file and what it should be
+        raise UsageError(f"model {spec!r}: {weights} is not a MACE model file (torch.save of a MACE module, "
+                         f"e.g. a *.model from mace_run_train): {type(err).__name__}: {err}") from err  # fmt: skip
+    if not isinstance(module, torch.nn.Module) or not hasattr(module, "atomic_numbers"):
+        raise UsageError(f"model {spec!r}: {weights} holds a {type(module).__name__}, not a MACE model (a torch.save "
+                         "of the MACE module, e.g. a *.model from mace_run_train)")  # fmt: skip
+    return MACECalculator(models=[module], device=device, default_dtype="float64")
+
+
+def _mattersim_calculator(spec: str, prefix: str, weights: Path, device: str):
+    """A MatterSim checkpoint (``Potential.save``: a dict of model_name, model state, model_args), for
+    inference only. The path is absolute, so never one of the release names that mattersim downloads."""
+    from mattersim.forcefield.potential import MatterSimCalculator, Potential
+
+    try:
+        potential = in_float32(Potential.from_checkpoint)(str(weights), device=device, load_training_state=False)
+    except Exception as err:  # noqa: BLE001 - any load failure: say which file and what it should be
+        raise UsageError(f"model {spec!r}: {weights} is not a MatterSim checkpoint (Potential.save: model_name, "
+                         f"model, model_args): {type(err).__name__}: {err}") from err  # fmt: skip
+    calc = MatterSimCalculator(potential=potential, device=device)
+    calc.calculate = in_float32(calc.calculate)  # float32 graphs, whatever the process's default dtype
+    return calc
+
+
+def _orb_calculator(spec: str, prefix: str, weights: Path, device: str):
+    """An orb-models state dict (``torch.save(model.state_dict())``, as the released ``*.ckpt``) in the
+    architecture ``orb-ARCH`` names (default orb_v3_conservative_inf_omat). Loaded in float32 without TF32
+    ("float32-highest": benchmark numbers, not throughput), not compiled on CPU (minutes of C++ builds); orb's
+    process-wide settings (default dtype, matmul precision) are restored after loading."""
+    import pickle
+    import warnings
+
+    import torch
+    from orb_models.forcefield import pretrained
+    from orb_models.forcefield.calculator import ORBCalculator
+
+    arch = prefix.partition("-")[2] or "orb_v3_conservative_inf_omat"
+    loader = getattr(pretrained, arch.replace("-", "_"), None)
+    if loader is None or arch.endswith("architecture") or not callable(loader):
+        raise UsageError(f"model {spec!r}: orb-models has no architecture {arch!r}")
+    matmul = torch.get_float32_matmul_precision()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "Setting global torch default dtype" (undone here)
+            model = in_float32(loader)(weights_path=str(weights), device=device, precision="float32-highest",
+                                       compile=None if device != "cpu" else False)  # fmt: skip
+    except (RuntimeError, KeyError, pickle.UnpicklingError) as err:
+        raise UsageError(f"model {spec!r}: {weights} is not a state dict of orb-models' {arch} (torch.save of "
+                         f"model.state_dict(), as the released .ckpt files): {type(err).__name__}: {err}") from err  # fmt: skip
+    finally:
+        torch.set_float32_matmul_precision(matmul)
+    calc = ORBCalculator(model, device=device)
+    calc.calculate = in_float32(calc.calculate)
+    return calc
+
+
+def _fairchem_calculator(spec: str, prefix: str, weights: Path, device: str):
+    """A fairchem inference checkpoint (``MLIPInferenceCheckpoint``: model and tasks config, weights and EMA
+    weights, as the released UMA ``*.pt``) on its ``omat`` task (inorganic materials, PBE: the one that fits
+    bulk metals). Full float32 without TF32: "batch" on CPU (not compiled), "high-precision" on a GPU."""
+    from fairchem.core import FAIRChemCalculator, pretrained_mlip
+
+    settings = "batch" if device == "cpu" else "high-precision"
+    try:
+        unit = in_float32(pretrained_mlip.load_predict_unit)(str(weights), inference_settings=settings, device=device)
+    except Exception as err:  # noqa: BLE001 - any load failure: say which file and what it should be
+        raise UsageError(f"model {spec!r}: {weights} is not a fairchem inference checkpoint (MLIPInferenceCheckpoint, "
+                         f"e.g. a released UMA .pt): {type(err).__name__}: {err}") from err  # fmt: skip
+    if "omat" not in unit.dataset_to_tasks:
+        raise UsageError(f"model {spec!r}: {weights} has no omat task (it has {', '.join(unit.dataset_to_tasks)}); "
+                         "TM23 is scored on the inorganic-materials (omat) head")  # fmt: skip
+    calc = FAIRChemCalculator(unit, task_name="omat")
+    calc.calculate = in_float32(calc.calculate)
+    return calc
 
 
 def _factory(spec: str, module_name: str, attr: str, device: str) -> Model:

@@ -26,9 +26,11 @@ def skip_tier_unless(tier: str, extra: str, *modules: str) -> None:
                     f"pip install -e '.[{extra},test]'", allow_module_level=True)  # fmt: skip
 
 
-def needs(*modules: str, extra: str = "models"):
-    """A skip marker for one test, naming the missing packages and the extra that installs them."""
+def needs(*modules: str, extra: str = "models", install: str | None = None):
+    """A skip marker for one test, naming the missing packages and what installs them: the extra, or
+    ``install`` (a package outside the extras, e.g. the README's ``--no-deps`` MACE install)."""
     import pytest
 
     absent = missing(*modules)
-    return pytest.mark.skipif(bool(absent), reason=f"needs {', '.join(absent)}: pip install -e '.[{extra},test]'")
+    how = install or f"pip install -e '.[{extra},test]'"
+    return pytest.mark.skipif(bool(absent), reason=f"needs {', '.join(absent)}: {how}")

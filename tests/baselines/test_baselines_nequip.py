@@ -393,3 +393,33 @@ def test_tm23_evaluate_nequip_checkpoint_reproduces_the_baseline(nequip_run, tmp
     assert ev.data["model_info"]["package"] == "nequip" and len(ev.data["model_info"]["weights_sha256"]) == 64
     for q in ("energy_per_atom", "forces", "stress"):
         assert ev.metrics[q]["mae"] == pytest.approx(res.metrics[q]["mae"], rel=1e-4, abs=1e-7), q
+
+
+@pytest.mark.slow
+def test_tm23_evaluate_compiled_nequip_model_matches_its_checkpoint(nequip_run, tmp_path):
+    """``nequip-compile --mode aotinductor`` of the tiny run (about 60 s on 2 CPU cores, hence slow), evaluated
+    as ``nequip:PATH.nequip.pt2``: the same predictions as the checkpoint it was compiled from. (TorchScript,
+    ``.nequip.pth``, is refused by nequip 0.19 on torch >= 2.10, so only ``.pt2`` can be made here.)"""
+    import os
+    import subprocess
+    import sys
+
+    from tm23data.baselines.evaluate import evaluate
+
+    res, store, out = nequip_run
+    compiled = tmp_path / "tiny.nequip.pt2"
+    env = {**os.environ, "TM23_MD5": store.archive_md5}  # nequip-compile reads shapes from the training data
+    subprocess.run([sys.executable, "-m", "nequip.scripts.compile", "--mode", "aotinductor", "--device", "cpu",
+                    "--target", "ase", str(res.path / "best.ckpt"), str(compiled)], check=True, env=env,
+                   capture_output=True, timeout=900)  # fmt: skip
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TM23_MD5", store.archive_md5)
+        ev = evaluate(f"nequip:{compiled}", "Cu", "full", out=tmp_path / "runs", shift_frames=0, progress=False)
+        ck = evaluate(f"nequip:{res.path / 'best.ckpt'}", "Cu", "full", out=tmp_path / "runs", shift_frames=0,
+                      progress=False)  # fmt: skip
+    assert ev.data["model_info"]["weights_sha256"] != ck.data["model_info"]["weights_sha256"]
+    assert ev.path.name == "nequip-tiny.nequip.pt2_Cu_full"
+    a, b = ev.predictions(), ck.predictions()
+    np.testing.assert_allclose(a["energy"], b["energy"], atol=1e-5)
+    np.testing.assert_allclose(a["forces"], b["forces"], atol=1e-6)
+    np.testing.assert_allclose(a["stress"], b["stress"], atol=1e-7)

@@ -42,6 +42,20 @@ def test_setup_is_the_readme_step_by_step_install():
     assert planned[4:] == [core_venv, core_install]
 
 
+def test_the_model_packages_install_as_the_readme_says():
+    """MACE, MatterSim, ORB, fairchem: the Makefile's --no-deps installs (run by `make test`) are the README's."""
+    stamps = [f".venv/.tm23-{name}" for name in ("mace", "mattersim", "orb", "fairchem")]
+    planned = [c.replace(".venv/bin/pip", "pip") for c in _make("-n", "-B", *stamps) if "--no-deps" in c]
+    text = (ROOT / "README.md").read_text()
+    block = re.findall(r"```bash\n(.*?)```", text[text.index("## Install, step by step") :], re.S)[1]
+    readme = [" ".join(cmd.split()) for cmd in block.replace("\\\n", " ").splitlines() if cmd.strip()]
+    assert planned == readme and len(readme) == 4
+    assert all(c.startswith("pip install --no-deps ") for c in readme)
+    makefile = (ROOT / "Makefile").read_text().replace("\\\n", " ")
+    test_rule = makefile[makefile.index("\ntest:") :].split("\n")[1]  # the prerequisites of `make test`
+    assert all(f"$({name.upper()}_INSTALLED)" in test_rule for name in ("mace", "mattersim", "orb", "fairchem"))
+
+
 def test_ci_runs_the_readme_test_command_and_nothing_else():
     ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines()
           if line.strip() and not line.startswith("#") and not line.startswith(("set ", "cd "))]  # fmt: skip
@@ -57,7 +71,8 @@ def test_a_second_call_reuses_the_installation(tmp_path):
     (tmp_path / "baselines" / "data" / "flare").mkdir(parents=True)
     (tmp_path / "baselines" / "data" / "flare" / "install_flare.sh").write_text("")
     assert "python3 -m venv .venv" in _make("-n", "setup", cwd=tmp_path)  # a fresh checkout installs
-    for stamp in (".venv/.tm23-installed", ".venv/.tm23-flare", ".venv-core/.tm23-installed", ".venv/.tm23-slurm"):
+    for stamp in (".venv/.tm23-installed", ".venv/.tm23-flare", ".venv-core/.tm23-installed", ".venv/.tm23-slurm",
+                  ".venv/.tm23-mace", ".venv/.tm23-mattersim", ".venv/.tm23-orb", ".venv/.tm23-fairchem"):
         (tmp_path / stamp).parent.mkdir(exist_ok=True)
         (tmp_path / stamp).touch()
     assert subprocess.run(["make", "-q", "setup"], cwd=tmp_path).returncode == 0  # nothing to do

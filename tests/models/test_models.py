@@ -44,7 +44,7 @@ def test_bad_specs_say_what_to_do(spec, words):
         assert w in str(err.value)
 
 
-@pytest.mark.parametrize("spec, package", [("mace-mp:x.model", "mace"), ("mattersim:x.pth", "mattersim"),
+@pytest.mark.parametrize("spec, package", [("mace:x.model", "mace"), ("mace-mp:x.model", "mace"), ("mattersim:x.pth", "mattersim"),
                                            ("orb:x.ckpt", "orb_models"), ("fairchem:x.pt", "fairchem")])  # fmt: skip
 def test_missing_packages_are_named(spec, package, tmp_path):
     from support import missing
@@ -113,3 +113,16 @@ def test_chgnet_works_after_something_set_torch_to_float64():
         assert abs(batched["energy"] - atoms.get_potential_energy()) < 1e-3
     finally:
         torch.set_default_dtype(saved)
+
+
+def test_a_missing_dependency_of_an_installed_package_is_named(monkeypatch):
+    """An adapter package installed with --no-deps whose own dependency is missing: the error names the
+    dependency, not the package (which is there)."""
+    from tm23data.baselines import models
+
+    def fail(name):
+        raise ModuleNotFoundError("No module named 'torch_ema'", name="torch_ema")
+
+    monkeypatch.setattr(models.importlib, "import_module", fail)
+    with pytest.raises(UsageError, match="'ase' is installed but its dependency 'torch_ema' is missing"):
+        models._require("ase.calculators.emt", "x:y", "pip install x")
