@@ -76,8 +76,9 @@ ORB_PACKAGES := orb-models==0.5.5 dm-tree==0.1.8 cached_path==1.8.10 rich==13.9.
 # fairchem-core 2.24.0 pins lmdb<=1.7.3 (a plain install downgrades the lmdb 3 that nequip and mace use) and
 # setuptools<81, and pulls CUDA packages (cuda-python, nvidia-cutlass-dsl, warp-lang, nvalchemi-toolkit-ops) and
 # numba that CPU inference never imports; it imports torchtnt, submitit and wandb (with pydantic and
-# opentelemetry) at import. On top of the ORB and MACE packages (protobuf, GitPython).
-FAIRCHEM_PACKAGES := fairchem-core==2.24.0 torchtnt==0.2.4 pyre-extensions==0.0.32 typing-inspect==0.9.0 \
+# opentelemetry) at import. On top of the ORB and MACE packages (protobuf, GitPython). torchtnt imports
+# pkg_resources, gone from setuptools 81: setuptools 80.10.2 (torch asks >= 77.0.3).
+FAIRCHEM_PACKAGES := fairchem-core==2.24.0 setuptools==80.10.2 torchtnt==0.2.4 pyre-extensions==0.0.32 typing-inspect==0.9.0 \
 	mypy_extensions==1.2.0 submitit==1.5.4 backoff==2.2.1 wandb==0.31.0 pydantic==2.14.4 pydantic_core==2.50.5 \
 	annotated-types==0.8.0 typing-inspection==0.4.5 opentelemetry-api==1.45.2 opentelemetry-sdk==1.45.2 \
 	opentelemetry-proto==1.45.2 opentelemetry-semantic-conventions==0.66b2 opentelemetry-exporter-otlp-proto-http==1.45.2 \
