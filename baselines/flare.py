@@ -206,6 +206,19 @@ def flare_stress_to_ase(voigt: np.ndarray) -> np.ndarray:
     return out
 
 
+def fit_and_score(settings: FlareSettings, train: Frames, test: Frames, evaluator) -> tuple[FlareSGP, dict, float]:
+    """Train one model on ``train`` and score it on ``test`` with ``evaluator`` (the grid's and the label
+    sets' step): returns (model, the evaluator's metrics, training seconds). Stress is scored only where the
+    test frames have it."""
+    tic = time.perf_counter()
+    model = FlareSGP(settings, np.unique(train.numbers)).fit(train)
+    train_s = time.perf_counter() - tic
+    pred = model.predict(test)
+    if evaluator.stress is None:
+        pred["stress"] = None
+    return model, evaluator.eval(pred), train_s
+
+
 class FlareSGP:
     """A FLARE sparse GP for one set of species, trained on tm23data :class:`~tm23data.frames.Frames`.
 

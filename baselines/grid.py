@@ -20,11 +20,9 @@ in nequip-train's process, and its validation frames (10 %) are carved from the 
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import re
 import textwrap
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -37,7 +35,7 @@ from ..provenance import utc_now
 from ..splits import evenly_spaced
 from ..tables import markdown_table
 from . import results
-from .flare import FlareSettings, FlareSGP
+from .flare import FlareSettings, fit_and_score
 from .nequip import MONITOR, NequIPSettings, train_nequip
 
 
@@ -74,13 +72,7 @@ def flare_grid(
     rows = []
     for r_cut, n_max, l_max in itertools.product(r_cuts, n_maxes, l_maxes):
         settings = replace(base, r_cut=float(r_cut), n_max=int(n_max), l_max=int(l_max))
-        tic = time.perf_counter()
-        model = FlareSGP(settings, np.unique(train.numbers)).fit(train)
-        train_s = time.perf_counter() - tic
-        pred = model.predict(test)
-        if evaluator.stress is None:
-            pred["stress"] = None
-        m = evaluator.eval(pred)
+        model, m, train_s = fit_and_score(settings, train, test, evaluator)
         row = {"r_cut": float(r_cut), "n_max": int(n_max), "l_max": int(l_max),
                "descriptor_dim": model.descriptor_dim(), "n_sparse": model.n_sparse,
                "log_likelihood": model.likelihood, "train_s": train_s}  # fmt: skip
@@ -222,14 +214,7 @@ def parse_grid(items) -> dict[str, list[str]]:
         key = key.strip().replace("-", "_")
         if not sep or not key:
             raise UsageError(f"--set-grid takes KEY=V1,V2,..., got {item!r}")
-        text = text.strip()
-        if text.startswith("["):
-            try:
-                values = json.loads(text)
-            except json.JSONDecodeError as err:
-                raise UsageError(f"--set-grid {key}: {text!r} is not a JSON list ({err.msg})") from None
-        else:
-            values = [v.strip() for v in text.split(",") if v.strip()]
+        values = overrides.text_items(text, f"--set-grid {key}")
         if not isinstance(values, list) or not values:
             raise UsageError(f"--set-grid {key}: no values (give KEY=V1,V2,...)")
         if key in grid:

@@ -8,15 +8,12 @@ differ; each set's % error is against its own test labels, as in the paper.
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
-
-import numpy as np
 
 from ..atomic import write_atomic
 from ..provenance import utc_now
 from . import results
-from .flare import FlareSettings, FlareSGP, evenly_spaced
+from .flare import FlareSettings, evenly_spaced, fit_and_score
 
 
 def label_set_change(provenance: dict | None, md5: str) -> dict:
@@ -61,13 +58,7 @@ def flare_per_label_set(element: str, archives, *, split: str = "full", settings
             for name, a, b in (("train", reference[0], train), ("test", reference[1], test)):
                 same_frames(a, b, f"{element} {split} {name} of {reference[2]} and {archive}", 1e-3)
         evaluator = Evaluator.from_frames(test, selection.regimes("test")[test_pos], name=f"{selection.name} test")
-        tic = time.perf_counter()
-        model = FlareSGP(settings, np.unique(train.numbers)).fit(train)
-        train_s = time.perf_counter() - tic
-        pred = model.predict(test)
-        if evaluator.stress is None:
-            pred["stress"] = None
-        metrics = evaluator.eval(pred)
+        model, metrics, train_s = fit_and_score(settings, train, test, evaluator)
         row = {"archive": str(archive), "archive_md5": selection.store.archive_md5,
                **label_set_change(selection.store.origin.record, selection.store.archive_md5),
                "n_train": len(train_pos), "n_test": len(test_pos), "train_s": train_s}  # fmt: skip

@@ -212,20 +212,25 @@ def _sequence(value, hint, key: str):
     if value is None:
         items = []
     elif isinstance(value, str):
-        text = value.strip()
-        if text.startswith("["):
-            try:
-                items = json.loads(text)
-            except json.JSONDecodeError as err:
-                raise UsageError(f"setting {key!r}: {value!r} is not a JSON list ({err.msg})") from None
-        else:
-            items = [t.strip() for t in text.split(",") if t.strip()]
+        items = text_items(value, f"setting {key!r}")
     elif isinstance(value, (list, tuple)):
         items = list(value)
     else:
         raise UsageError(f"setting {key!r} takes a list (comma-separated), got {value!r}")
     items = [coerce(v, item, f"{key}[{i}]") for i, v in enumerate(items)]
     return tuple(items) if origin is tuple else items
+
+
+def text_items(text: str, what: str):
+    """The items of a list given as text: a JSON list (``[4, 5]``, values kept as JSON gives them) or
+    comma-separated words (``4, 5`` -> ``["4", "5"]``); ``what`` names the setting in the error."""
+    text = text.strip()
+    if text.startswith("["):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as err:
+            raise UsageError(f"{what}: {text!r} is not a JSON list ({err.msg})") from None
+    return [t.strip() for t in text.split(",") if t.strip()]
 
 
 def split_options(text: str) -> list[str]:

@@ -64,7 +64,6 @@ def test_derived_smearing_campaign_leaves_the_parent_alone(parent, tmp_path, cap
 
     from tm23data.generation.campaign import Campaign
     from tm23data.generation.fakevasp import PARTNER
-
     from tm23data.generation.submission import plan
 
     before = _tree(parent.root)
