@@ -112,6 +112,16 @@ def nequip_learning_curve(
     return report
 
 
+def frame_count_axes(ax, sizes) -> None:
+    """Log-log axes labelled in plain numbers: ticks at the training-set ``sizes``, no minor x labels."""
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    ax.set_xticks(sizes, [str(n) for n in sizes])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.yaxis.set_minor_formatter(ScalarFormatter())
+
+
 def plot_learning_curve(report: dict, path: str | os.PathLike) -> Path:
     """Force MAE (meV/Å) vs training frames on log-log axes, one colour per l_max, with the fitted power
     laws, exponents and R² in the legend (Fig. 6 style)."""
@@ -134,13 +144,7 @@ def plot_learning_curve(report: dict, path: str | os.PathLike) -> Path:
         if fit:
             grid = np.geomspace(n.min(), n.max(), 50)
             ax.loglog(grid, 1000 * fit["a"] * grid ** fit["b"], "-", color=c, lw=1)
-    from matplotlib.ticker import NullFormatter, ScalarFormatter
-
-    sizes = sorted({p["n_train"] for p in report["points"]})
-    ax.set_xticks(sizes, [str(n) for n in sizes])
-    ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.yaxis.set_major_formatter(ScalarFormatter())
-    ax.yaxis.set_minor_formatter(ScalarFormatter())
+    frame_count_axes(ax, sorted({p["n_train"] for p in report["points"]}))
     ax.set_xlabel("training frames")
     ax.set_ylabel("force MAE (meV/Å)")
     ax.set_title(f"NequIP learning curves, {report['element']} ({report['regime']})", fontsize=9)

@@ -175,13 +175,9 @@ def plot_learning_exponents(points: list[dict], fits: list[dict], path: str | os
         err = [f["b_stderr"] or 0.0 for f in mine]
         right.errorbar([f["l_max"] for f in mine], [f["b"] for f in mine], yerr=err, marker=markers.get(element, "o"),
                        capsize=3, color=f"C{k}", label=f"{element} ({MODEL_LABELS.get(model, model)}, {regime})")  # fmt: skip
-    from matplotlib.ticker import NullFormatter, ScalarFormatter
+    from .learning_curve import frame_count_axes
 
-    sizes = sorted({p["n_train"] for p in points if any(p["element"] == f["element"] for f in fits)})
-    left.set_xticks(sizes, [str(n) for n in sizes])
-    left.xaxis.set_minor_formatter(NullFormatter())
-    left.yaxis.set_major_formatter(ScalarFormatter())
-    left.yaxis.set_minor_formatter(ScalarFormatter())
+    frame_count_axes(left, sorted({p["n_train"] for p in points if any(p["element"] == f["element"] for f in fits)}))
     left.set_xlabel("training frames N")
     left.set_ylabel("test force MAE (meV/Å)")
     left.legend(fontsize=6)
