@@ -3,9 +3,16 @@ dynamics). Needs ASE only for EMT; CHGNet and SevenNet tests skip without their 
 ``generation`` and ``models``), phonon tests without phonopy (extra ``models``)."""
 
 import pytest
-from support import skip_tier_unless
+from support import fresh_torch_state, skip_tier_unless
 
 skip_tier_unless("models", "models", "matplotlib")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_torch_state():
+    """Every test starts with torch and e3nn as a new process has them (see support.fresh_torch_state)."""
+    with fresh_torch_state():
+        yield
 
 
 @pytest.fixture(scope="session")

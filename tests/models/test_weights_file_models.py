@@ -11,7 +11,7 @@ from importlib import metadata
 
 import numpy as np
 import pytest
-from support import needs
+from support import fresh_torch_state, needs
 
 from tm23data.baselines.evaluate import evaluate
 from tm23data.baselines.models import load_model
@@ -90,9 +90,7 @@ def mace_file(tmp_path_factory):
     from e3nn import o3
     from mace import modules
 
-    saved = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float32)  # as the MACE-MP releases; the adapter runs it in float64
-    try:
+    with fresh_torch_state():  # float32 as the MACE-MP releases (the adapter runs it in float64), e3nn eager
         torch.manual_seed(0)
         block = modules.interaction_classes["RealAgnosticResidualInteractionBlock"]
         model = modules.ScaleShiftMACE(
@@ -102,10 +100,8 @@ def mace_file(tmp_path_factory):
             atomic_numbers=[29], correlation=2, gate=torch.nn.functional.silu, atomic_inter_scale=2.0,
             atomic_inter_shift=0.0,
         )  # fmt: skip
-    finally:
-        torch.set_default_dtype(saved)
-    path = tmp_path_factory.mktemp("mace") / "tiny-Cu.model"
-    torch.save(model, path)
+        path = tmp_path_factory.mktemp("mace") / "tiny-Cu.model"
+        torch.save(model, path)
     return path
 
 
