@@ -30,8 +30,11 @@ def register(sub) -> None:
                        "report every disagreement with the table.")  # fmt: skip
     p.add_argument("elements", nargs="*", metavar="ELEMENT", help='default: all 27')
     _structure_options(p)
-    p.add_argument("--check-lattice", action="store_true",
-                   help="relax each table cell with CHGNet (offline, PBE-trained) and show its a, c/a beside the table's")
+    p.add_argument("--check-lattice", nargs="?", const="chgnet,sevennet-0", metavar="MODELS",
+                   help="relax each conventional cell (space group kept) with PBE-trained universal potentials, "
+                   "offline (default chgnet,sevennet-0), and show a, c/a or alpha per model, their mean and "
+                   "spread beside the table's and the experimental value")
+    p.add_argument("--threads", type=int, help="torch CPU threads for --check-lattice (default: torch's choice)")
     p.add_argument("--json", action="store_true", help='machine-readable output')
     p.set_defaults(func=cmd_structures)
 
@@ -254,6 +257,10 @@ def cmd_structures(args) -> int:
 
         archive_zip = fetch_archive(resolve(args.archive))
     rows, report = [], {}
+    if args.check_lattice:
+        from .latticecheck import parse_models
+
+        models = parse_models(args.check_lattice)
     for el in symbols:
         sc = build_supercell(el, settings.structure)
         entry = lattice(el)
@@ -274,13 +281,7 @@ def cmd_structures(args) -> int:
                 item["archive"] = {"error": str(err)}
                 row += ["-", str(err)]
         if args.check_lattice:
-            from .latticecheck import check_lattice
-            from .local import make_calculator
-
-            check = check_lattice(el, make_calculator("chgnet", el)[0])
-            item["lattice_check"] = check.to_dict()
-            row += [f"{check.relaxed_a_A:.4f}", f"{check.relaxed_c_over_a:.3f}" if check.relaxed_c_over_a else "-",
-                    f"{check.da_percent:+.2f}"]  # fmt: skip
+            row += _lattice_check_cells(el, models, item, args.threads)
         rows.append(row)
         report[el] = item
     if args.json:
@@ -290,15 +291,47 @@ def cmd_structures(args) -> int:
     if args.archive:
         header += ["archive", "disagreements"]
     if args.check_lattice:
-        header += ["CHGNet a/Å", "CHGNet c/a", "Δa %"]
+        for m in models:
+            header += [f"{m} a/Å", f"{m} c/a|α", f"{m} Δa %"]
+        header += ["mean a/Å", "spread a|shape %", "agree", "exp a/Å", "mean-exp %"]
     print(text_table(header, rows))
     print(f"\nRule {settings.structure.rule!r}, min length {settings.structure.min_length_A:g} Å, seed "
           f"{settings.structure.seed}. Certainty: archive = measured from published frames; pbe = Materials Project "
-          "PBE value (legacy data, not re-checked here); experimental = ASE reference data, PBE value unverified.")  # fmt: skip
+          "PBE value (legacy data, not re-checked here); pbe-estimate = mean of two PBE-trained potentials' "
+          "relaxations (CHGNet, SevenNet-0), see expected_error; experimental = ASE reference data, PBE value "
+          "unverified.")  # fmt: skip
+    if args.check_lattice:
+        from .latticecheck import AGREE_PERCENT
+
+        print(f"Lattice check: conventional cells relaxed (space group kept, no spin) from the experimental "
+              f"constants where the table keeps them; Δa against the table's a; agree = a and c/a (α) within "
+              f"{AGREE_PERCENT:g} % between the models.")  # fmt: skip
     notes = [(el, n) for el, item in report.items() for n in item["notes"]]
     for el, note in notes:
         print(f"  {el}: {note}")
     return 0
+
+
+def _lattice_check_cells(el: str, models, item: dict, threads: int | None) -> list:
+    """Relax ``el`` with each model; the table cells of ``tm23 structures --check-lattice`` (and JSON in ``item``)."""
+    from .latticecheck import check_lattice, combine
+    from .local import make_calculator
+
+    checks = []
+    for m in models:
+        calc, info = make_calculator(m, el, threads=threads)
+        checks.append(check_lattice(el, calc, m, info.version))
+    est = combine(checks)
+    item["lattice_check"] = {"models": [c.to_dict() for c in checks], "combined": est.to_dict()}
+    cells: list = []
+    for c in checks:
+        shape = f"{c.relaxed_c_over_a:.4f}" if c.relaxed_c_over_a else f"{c.relaxed_alpha_deg:.2f}" if c.relaxed_alpha_deg else "-"
+        cells += [f"{c.relaxed_a_A:.4f}", shape, f"{c.da_percent:+.2f}"]
+    spread = f"{est.spread_a_percent:.2f}" + (f"|{est.spread_shape_percent:.2f}" if est.spread_shape_percent is not None else "")
+    exp = checks[0].exp_a_A
+    cells += [f"{est.a_A:.4f}", spread, "yes" if est.agree else "no", f"{exp:g}" if exp else "-",
+              f"{100 * (est.a_A / exp - 1):+.2f}" if exp else "-"]  # fmt: skip
+    return cells
 
 
 def cmd_generate(args) -> int:
