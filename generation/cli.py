@@ -266,8 +266,11 @@ def cmd_structures(args) -> int:
         entry = lattice(el)
         item = sc.to_dict()
         item["lattice"] = {"structure": entry.structure, "a_A": entry.a_A, "c_over_a": entry.c_over_a,
-                           "alpha_deg": entry.alpha_deg, "certainty": entry.certainty, "source": entry.source}  # fmt: skip
-        row = [el, entry.structure, f"{entry.a_A}", f"{entry.c_over_a:g}" if entry.c_over_a else "-",
+                           "alpha_deg": entry.alpha_deg, "certainty": entry.certainty, "source": entry.source,
+                           "expected_error": entry.expected_error, "a_exp_A": entry.a_exp_A,
+                           "c_over_a_exp": entry.c_over_a_exp, "alpha_exp_deg": entry.alpha_exp_deg}  # fmt: skip
+        exp = "-" if entry.a_exp_A is None else f"{entry.a_exp_A:g}" + (f" / {entry.c_over_a_exp:g}" if entry.c_over_a_exp else "")
+        row = [el, entry.structure, f"{entry.a_A}", f"{entry.c_over_a:g}" if entry.c_over_a else "-", exp,
                "x".join(map(str, sc.repeat)), sc.natoms, sc.vacancy_index, entry.certainty]  # fmt: skip
         if args.archive:
             try:
@@ -287,7 +290,7 @@ def cmd_structures(args) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    header = ["El", "structure", "a/Å", "c/a", "supercell", "atoms", "vacancy", "certainty"]
+    header = ["El", "structure", "a/Å", "c/a", "exp a/Å / c/a", "supercell", "atoms", "vacancy", "certainty"]
     if args.archive:
         header += ["archive", "disagreements"]
     if args.check_lattice:
