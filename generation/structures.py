@@ -7,8 +7,11 @@ deleted one random atom. This module holds:
 
 - the lattice table (``generation/data/lattice.csv``): per metal the structure, lattice constants,
   their **source, certainty and expected error** (``archive``: measured from the published frames; ``pbe``:
-  Materials Project legacy PBE value, not re-checked here; ``experimental``: ASE's reference data, the
-  PBE value unverified), and the published supercell where it is known;
+  Materials Project legacy PBE value, not re-checked here; ``pbe-estimate``: mean of the CHGNet and
+  SevenNet-0 relaxations where the two agree, see :mod:`~tm23data.generation.latticecheck`;
+  ``experimental``: ASE's reference data, the PBE value unverified), the experimental constants beside a
+  ``pbe-estimate`` (``a_exp_A``, ``c_over_a_exp``, ``alpha_exp_deg``), and the published supercell where
+  it is known;
 - overrides: a CIF/POSCAR file (:func:`read_structure_file`), or the Materials Project GGA entry through
   ``mp-api`` when the user has a key (:func:`from_materials_project`; r2SCAN entries are refused);
 - the supercell rule (:func:`supercell_repeat`) and the vacancy (:func:`build_supercell`);
