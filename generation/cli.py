@@ -35,6 +35,9 @@ def register(sub) -> None:
                    "offline (default chgnet,sevennet-0), and show a, c/a or alpha per model, their mean and "
                    "spread beside the table's and the experimental value")
     p.add_argument("--threads", type=int, help="torch CPU threads for --check-lattice (default: torch's choice)")
+    p.add_argument("--write-table", metavar="CSV",
+                   help="with --check-lattice: write lattice.csv with the rule applied (pbe-estimate where the "
+                   "models agree, else experimental) to CSV, for review before it replaces generation/data/lattice.csv")
     p.add_argument("--json", action="store_true", help='machine-readable output')
     p.set_defaults(func=cmd_structures)
 
@@ -256,7 +259,9 @@ def cmd_structures(args) -> int:
         from ..registry import resolve
 
         archive_zip = fetch_archive(resolve(args.archive))
-    rows, report = [], {}
+    rows, report, estimates = [], {}, {}
+    if args.write_table and not args.check_lattice:
+        raise UsageError("--write-table needs --check-lattice (the table is written from the relaxations)")
     if args.check_lattice:
         from .latticecheck import parse_models
 
@@ -284,9 +289,19 @@ def cmd_structures(args) -> int:
                 item["archive"] = {"error": str(err)}
                 row += ["-", str(err)]
         if args.check_lattice:
-            row += _lattice_check_cells(el, models, item, args.threads)
+            cells, estimates[el] = _lattice_check_cells(el, models, item, args.threads)
+            row += cells
         rows.append(row)
         report[el] = item
+    if args.write_table:
+        import datetime
+        import sys
+
+        from .latticecheck import estimate_rows, write_table
+
+        write_table(args.write_table, *estimate_rows(estimates, datetime.date.today().isoformat()))
+        print(f"Wrote {args.write_table}: review it (git diff --no-index), then copy it over "
+              "generation/data/lattice.csv.", file=sys.stderr)  # fmt: skip
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -334,7 +349,7 @@ def _lattice_check_cells(el: str, models, item: dict, threads: int | None) -> li
     exp = checks[0].exp_a_A
     cells += [f"{est.a_A:.4f}", spread, "yes" if est.agree else "no", f"{exp:g}" if exp else "-",
               f"{100 * (est.a_A / exp - 1):+.2f}" if exp else "-"]  # fmt: skip
-    return cells
+    return cells, est
 
 
 def cmd_generate(args) -> int:

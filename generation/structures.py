@@ -110,10 +110,17 @@ class LatticeEntry:
 
 
 @lru_cache(maxsize=1)
+def lattice_csv_rows() -> tuple[list[str], list[dict[str, str]]]:
+    """(column names, raw rows) of ``generation/data/lattice.csv``, as text (for tools that rewrite it)."""
+    with resources.files("tm23data.generation").joinpath("data/lattice.csv").open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        rows = list(reader)
+    return list(reader.fieldnames or []), rows
+
+
 def lattice_table() -> dict[str, LatticeEntry]:
     """The 27 rows of ``data/generation/lattice.csv``, checked against the elements table."""
-    with resources.files("tm23data.generation").joinpath("data/lattice.csv").open(newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    rows = lattice_csv_rows()[1]
     table = {}
     for line, row in enumerate(rows, start=2):
         try:
