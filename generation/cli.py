@@ -274,7 +274,9 @@ def cmd_structures(args) -> int:
                            "alpha_deg": entry.alpha_deg, "certainty": entry.certainty, "source": entry.source,
                            "expected_error": entry.expected_error, "a_exp_A": entry.a_exp_A,
                            "c_over_a_exp": entry.c_over_a_exp, "alpha_exp_deg": entry.alpha_exp_deg}  # fmt: skip
-        exp = "-" if entry.a_exp_A is None else f"{entry.a_exp_A:g}" + (f" / {entry.c_over_a_exp:g}" if entry.c_over_a_exp else "")
+        exp = "-" if entry.a_exp_A is None else f"{entry.a_exp_A:g}"
+        if entry.c_over_a_exp:
+            exp += f" / {entry.c_over_a_exp:g}"
         row = [el, entry.structure, f"{entry.a_A}", f"{entry.c_over_a:g}" if entry.c_over_a else "-", exp,
                "x".join(map(str, sc.repeat)), sc.natoms, sc.vacancy_index, entry.certainty]  # fmt: skip
         if args.archive:
@@ -311,7 +313,7 @@ def cmd_structures(args) -> int:
     if args.check_lattice:
         for m in models:
             header += [f"{m} a/Å", f"{m} c/a|α", f"{m} Δa %"]
-        header += ["mean a/Å", "spread a|shape %", "agree", "exp a/Å", "mean-exp %"]
+        header += ["mean a/Å", "spread a|shape %", "agree", "mean-exp %"]
     print(text_table(header, rows))
     print(f"\nRule {settings.structure.rule!r}, min length {settings.structure.min_length_A:g} Å, seed "
           f"{settings.structure.seed}. Certainty: archive = measured from published frames; pbe = Materials Project "
@@ -343,12 +345,13 @@ def _lattice_check_cells(el: str, models, item: dict, threads: int | None) -> li
     item["lattice_check"] = {"models": [c.to_dict() for c in checks], "combined": est.to_dict()}
     cells: list = []
     for c in checks:
-        shape = f"{c.relaxed_c_over_a:.4f}" if c.relaxed_c_over_a else f"{c.relaxed_alpha_deg:.2f}" if c.relaxed_alpha_deg else "-"
+        shape = "-" if c.shape is None else f"{c.shape:.4f}" if c.relaxed_c_over_a else f"{c.shape:.2f}"
         cells += [f"{c.relaxed_a_A:.4f}", shape, f"{c.da_percent:+.2f}"]
-    spread = f"{est.spread_a_percent:.2f}" + (f"|{est.spread_shape_percent:.2f}" if est.spread_shape_percent is not None else "")
+    spread = f"{est.spread_a_percent:.2f}"
+    if est.spread_shape_percent is not None:
+        spread += f"|{est.spread_shape_percent:.2f}"
     exp = checks[0].exp_a_A
-    cells += [f"{est.a_A:.4f}", spread, "yes" if est.agree else "no", f"{exp:g}" if exp else "-",
-              f"{100 * (est.a_A / exp - 1):+.2f}" if exp else "-"]  # fmt: skip
+    cells += [f"{est.a_A:.4f}", spread, "yes" if est.agree else "no", f"{100 * (est.a_A / exp - 1):+.2f}" if exp else "-"]
     return cells, est
 
 

@@ -174,7 +174,8 @@ def _shape_text(structure: str, value: float | None, digits: int = 4) -> str:
 def _spread_text(est: LatticeEstimate, structure: str) -> str:
     if est.spread_shape_percent is None:
         return f"a {est.spread_a_percent:.2f} %"
-    return f"a {est.spread_a_percent:.2f} %, {'c/a' if structure == 'hcp' else 'alpha'} {est.spread_shape_percent:.2f} %"
+    name = "c/a" if structure == "hcp" else "alpha"
+    return f"a {est.spread_a_percent:.2f} %, {name} {est.spread_shape_percent:.2f} %"
 
 
 def calibration_text(estimates: dict[str, LatticeEstimate]) -> str:
@@ -221,8 +222,10 @@ def estimate_rows(estimates: dict[str, LatticeEstimate], date: str, agree_percen
             row.update(a_A=f"{est.a_A:.3f}", certainty="pbe-estimate")
             if structure == "hcp":
                 row["c_over_a"] = f"{est.shape:.3f}"
-            wyckoff = ("; Wyckoff positions of the standard experimental refinement (structures.py) at this a (the "
-                       "relaxation also moves them; the table keeps them)") if structure == "alpha-Mn" else ""  # fmt: skip
+            wyckoff = ""
+            if structure == "alpha-Mn":
+                wyckoff = ("; Wyckoff positions of the standard experimental refinement (structures.py) at this a "
+                           "(the relaxation also moves them; the table keeps them)")
             row["source"] = (f"PBE-consistent estimate: mean of the relaxations of the conventional cell (space group "
                              f"kept, no spin) with {versions}, universal potentials trained on Materials Project PBE "
                              f"relaxations (tm23 structures --check-lattice, {date}): {each}{wyckoff}; experimental "

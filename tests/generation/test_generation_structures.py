@@ -85,7 +85,8 @@ def test_special_cells():
     d = neighbor_list("d", mn, 3.0)
     assert 2.2 < d.min() < 2.3  # alpha-Mn's shortest bond at the experimental a, ~2.24 Å
     # the default (pbe-estimate) a scales the same fractional positions
-    assert neighbor_list("d", entry.conventional_cell(), 3.0).min() == pytest.approx(d.min() * entry.a_A / entry.a_exp_A)
+    scaled = d.min() * entry.a_A / entry.a_exp_A
+    assert neighbor_list("d", entry.conventional_cell(), 3.0).min() == pytest.approx(scaled)
     hg = lattice("Hg").conventional_cell()
     assert len(hg) == 3  # hexagonal setting of R-3m
     d = neighbor_list("d", hg, 3.2)
@@ -299,6 +300,50 @@ def test_combine_agrees_only_when_a_and_c_over_a_both_agree():
     assert parse_models("CHGNet, sevennet-0") == ("chgnet", "sevennet-0")
     with pytest.raises(UsageError, match="chgnet, sevennet-0"):
         parse_models("mace")
+
+
+def test_estimate_rows_apply_the_rule_to_the_table(tmp_path):
+    """--write-table: the mean where the models agree (pbe-estimate, models and date named), the
+    experimental value where they disagree or do not keep the cell, and an earlier estimate withdrawn."""
+    import csv
+
+    from tm23data.generation.latticecheck import LatticeCheck, combine, estimate_rows, write_table
+
+    def est(el, pairs, certainty=None):
+        entry = lattice(el)
+        return combine([LatticeCheck(el, entry.structure, certainty or entry.certainty, entry.a_A, entry.c_over_a,
+                                     entry.alpha_deg, entry.a_exp_A, a, c if entry.structure == "hcp" else None,
+                                     c if entry.structure == "rhombohedral" else None, m, f"{m} 9.9")
+                        for m, (a, c) in zip(("chgnet", "sevennet-0"), pairs)])  # fmt: skip
+
+    estimates = {
+        "Zr": est("Zr", [(3.250, 1.600), (3.256, 1.604)]),  # agree: 0.18 % / 0.25 %
+        "Os": est("Os", [(2.770, 1.556), (2.760, 1.577)]),  # c/a 1.3 % apart
+        "Hg": est("Hg", [(3.19, 86.6), (3.57, 60.0)]),  # not kept at all
+        "Ti": est("Ti", [(2.93, 1.59), (2.93, 1.62)]),  # an earlier pbe-estimate no longer agrees
+        "W": est("W", [(3.1874 * 1.001, None), (3.1874 * 0.998, None)]),  # the calibration row
+    }
+    fields, rows = estimate_rows(estimates, "2031-01-02")
+    by = {r["symbol"]: r for r in rows}
+    zr = by["Zr"]
+    assert zr["certainty"] == "pbe-estimate" and zr["a_A"] == "3.253" and zr["c_over_a"] == "1.602"
+    assert zr["a_exp_A"] == "3.23" and "2031-01-02" in zr["source"] and "SevenNet-0 (sevennet-0 9.9)" in zr["source"]
+    assert "a 0.18 %, c/a 0.25 %" in zr["expected_error"] and "1 fcc/bcc" in zr["expected_error"]
+    assert "CHGNet 0.10 %, SevenNet-0 0.20 %" in zr["expected_error"]
+    assert by["Os"]["certainty"] == "experimental" and by["Os"]["a_A"] == by["Os"]["a_exp_A"]
+    assert "disagree" in by["Os"]["expected_error"] and "--materials-project" in by["Os"]["expected_error"]
+    assert "unusable" in by["Hg"]["expected_error"] and by["Hg"]["alpha_deg"] == by["Hg"]["alpha_exp_deg"]
+    ti = by["Ti"]
+    assert ti["certainty"] == "experimental" and (ti["a_A"], ti["c_over_a"]) == (ti["a_exp_A"], ti["c_over_a_exp"])
+    assert "CHGNet" not in ti["source"] and "unverified" in ti["source"]
+    assert by["W"]["a_A"] == "3.1874" and by["Cu"]["certainty"] == "archive"  # MP and archive rows untouched
+    write_table(tmp_path / "lattice.csv", fields, rows)
+    with open(tmp_path / "lattice.csv", newline="") as fh:
+        assert list(csv.DictReader(fh)) == rows
+    from tm23data.cli import main
+
+    assert main(["structures", "Cu", "--write-table", str(tmp_path / "x.csv")]) == 1  # needs --check-lattice
+    assert not (tmp_path / "x.csv").exists()
 
 
 def test_lattice_check_relaxes_with_chgnet_offline():
