@@ -12,6 +12,10 @@ The space group is kept (ASE ``FixSymmetry``): hcp relaxes a and c, Hg (R-3m, he
 alpha, alpha-Mn (I-43m) a and its internal positions; fcc/bcc a. No spin: TM23 ran without it and the
 models have no spin input. The relaxation starts from the experimental constants where the table keeps them
 (so the result does not depend on the table's default), else from the table's value.
+
+The table's rule (:func:`estimate_rows`, ``tm23 structures --check-lattice --write-table CSV``): where the
+two models agree within :data:`AGREE_PERCENT` in a and c/a (alpha), the default is their mean (certainty
+``pbe-estimate``); elsewhere the experimental value stays, with the reason in ``expected_error``.
 """
 
 from __future__ import annotations
