@@ -30,8 +30,14 @@ def register(sub) -> None:
                        "report every disagreement with the table.")  # fmt: skip
     p.add_argument("elements", nargs="*", metavar="ELEMENT", help='default: all 27')
     _structure_options(p)
-    p.add_argument("--check-lattice", action="store_true",
-                   help="relax each table cell with CHGNet (offline, PBE-trained) and show its a, c/a beside the table's")
+    p.add_argument("--check-lattice", nargs="?", const="chgnet,sevennet-0", metavar="MODELS",
+                   help="relax each conventional cell (space group kept) with PBE-trained universal potentials, "
+                   "offline (default chgnet,sevennet-0), and show a, c/a or alpha per model, their mean and "
+                   "spread beside the table's and the experimental value")
+    p.add_argument("--threads", type=int, help="torch CPU threads for --check-lattice (default: torch's choice)")
+    p.add_argument("--write-table", metavar="CSV",
+                   help="with --check-lattice: write lattice.csv with the rule applied (pbe-estimate where the "
+                   "models agree, else experimental) to CSV, for review before it replaces generation/data/lattice.csv")
     p.add_argument("--json", action="store_true", help='machine-readable output')
     p.set_defaults(func=cmd_structures)
 
@@ -253,14 +259,25 @@ def cmd_structures(args) -> int:
         from ..registry import resolve
 
         archive_zip = fetch_archive(resolve(args.archive))
-    rows, report = [], {}
+    rows, report, estimates = [], {}, {}
+    if args.write_table and not args.check_lattice:
+        raise UsageError("--write-table needs --check-lattice (the table is written from the relaxations)")
+    if args.check_lattice:
+        from .latticecheck import parse_models
+
+        models = parse_models(args.check_lattice)
     for el in symbols:
         sc = build_supercell(el, settings.structure)
         entry = lattice(el)
         item = sc.to_dict()
         item["lattice"] = {"structure": entry.structure, "a_A": entry.a_A, "c_over_a": entry.c_over_a,
-                           "alpha_deg": entry.alpha_deg, "certainty": entry.certainty, "source": entry.source}  # fmt: skip
-        row = [el, entry.structure, f"{entry.a_A}", f"{entry.c_over_a:g}" if entry.c_over_a else "-",
+                           "alpha_deg": entry.alpha_deg, "certainty": entry.certainty, "source": entry.source,
+                           "expected_error": entry.expected_error, "a_exp_A": entry.a_exp_A,
+                           "c_over_a_exp": entry.c_over_a_exp, "alpha_exp_deg": entry.alpha_exp_deg}  # fmt: skip
+        exp = "-" if entry.a_exp_A is None else f"{entry.a_exp_A:g}"
+        if entry.c_over_a_exp:
+            exp += f" / {entry.c_over_a_exp:g}"
+        row = [el, entry.structure, f"{entry.a_A}", f"{entry.c_over_a:g}" if entry.c_over_a else "-", exp,
                "x".join(map(str, sc.repeat)), sc.natoms, sc.vacancy_index, entry.certainty]  # fmt: skip
         if args.archive:
             try:
@@ -274,31 +291,68 @@ def cmd_structures(args) -> int:
                 item["archive"] = {"error": str(err)}
                 row += ["-", str(err)]
         if args.check_lattice:
-            from .latticecheck import check_lattice
-            from .local import make_calculator
-
-            check = check_lattice(el, make_calculator("chgnet", el)[0])
-            item["lattice_check"] = check.to_dict()
-            row += [f"{check.relaxed_a_A:.4f}", f"{check.relaxed_c_over_a:.3f}" if check.relaxed_c_over_a else "-",
-                    f"{check.da_percent:+.2f}"]  # fmt: skip
+            cells, estimates[el] = _lattice_check_cells(el, models, item, args.threads)
+            row += cells
         rows.append(row)
         report[el] = item
+    if args.write_table:
+        import datetime
+        import sys
+
+        from .latticecheck import estimate_rows, write_table
+
+        write_table(args.write_table, *estimate_rows(estimates, datetime.date.today().isoformat()))
+        print(f"Wrote {args.write_table}: review it (git diff --no-index), then copy it over "
+              "generation/data/lattice.csv.", file=sys.stderr)  # fmt: skip
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    header = ["El", "structure", "a/Å", "c/a", "supercell", "atoms", "vacancy", "certainty"]
+    header = ["El", "structure", "a/Å", "c/a", "exp a/Å / c/a", "supercell", "atoms", "vacancy", "certainty"]
     if args.archive:
         header += ["archive", "disagreements"]
     if args.check_lattice:
-        header += ["CHGNet a/Å", "CHGNet c/a", "Δa %"]
+        for m in models:
+            header += [f"{m} a/Å", f"{m} c/a|α", f"{m} Δa %"]
+        header += ["mean a/Å", "spread a|shape %", "agree", "mean-exp %"]
     print(text_table(header, rows))
     print(f"\nRule {settings.structure.rule!r}, min length {settings.structure.min_length_A:g} Å, seed "
           f"{settings.structure.seed}. Certainty: archive = measured from published frames; pbe = Materials Project "
-          "PBE value (legacy data, not re-checked here); experimental = ASE reference data, PBE value unverified.")  # fmt: skip
+          "PBE value (legacy data, not re-checked here); pbe-estimate = mean of two PBE-trained potentials' "
+          "relaxations (CHGNet, SevenNet-0), see expected_error; experimental = ASE reference data, PBE value "
+          "unverified.")  # fmt: skip
+    if args.check_lattice:
+        from .latticecheck import AGREE_PERCENT
+
+        print(f"Lattice check: conventional cells relaxed (space group kept, no spin) from the experimental "
+              f"constants where the table keeps them; Δa against the table's a; agree = a and c/a (α) within "
+              f"{AGREE_PERCENT:g} % between the models.")  # fmt: skip
     notes = [(el, n) for el, item in report.items() for n in item["notes"]]
     for el, note in notes:
         print(f"  {el}: {note}")
     return 0
+
+
+def _lattice_check_cells(el: str, models, item: dict, threads: int | None) -> list:
+    """Relax ``el`` with each model; the table cells of ``tm23 structures --check-lattice`` (and JSON in ``item``)."""
+    from .latticecheck import check_lattice, combine
+    from .local import make_calculator
+
+    checks = []
+    for m in models:
+        calc, info = make_calculator(m, el, threads=threads)
+        checks.append(check_lattice(el, calc, m, info.version))
+    est = combine(checks)
+    item["lattice_check"] = {"models": [c.to_dict() for c in checks], "combined": est.to_dict()}
+    cells: list = []
+    for c in checks:
+        shape = "-" if c.shape is None else f"{c.shape:.4f}" if c.relaxed_c_over_a else f"{c.shape:.2f}"
+        cells += [f"{c.relaxed_a_A:.4f}", shape, f"{c.da_percent:+.2f}"]
+    spread = f"{est.spread_a_percent:.2f}"
+    if est.spread_shape_percent is not None:
+        spread += f"|{est.spread_shape_percent:.2f}"
+    exp = checks[0].exp_a_A
+    cells += [f"{est.a_A:.4f}", spread, "yes" if est.agree else "no", f"{100 * (est.a_A / exp - 1):+.2f}" if exp else "-"]
+    return cells, est
 
 
 def cmd_generate(args) -> int:

@@ -6,6 +6,9 @@ VASP pipeline; only the physics differs, and the archive's provenance says which
 - ``chgnet``: CHGNet (PyPI ``chgnet``, pretrained weights shipped in the wheel, trained on Materials Project
   PBE/PBE+U relaxations; covers all 27 metals). A machine-learned surrogate of PBE, not DFT.
 - ``emt``: ASE's effective-medium theory, dependency-free, for Ag, Au, Cu, Ni, Pd, Pt only.
+- ``sevennet-0``: SevenNet-0 (PyPI ``sevenn``, 11 July 2024 weights shipped in the wheel, trained on MPtrj,
+  the same Materials Project PBE/PBE+U relaxations); offered here for the lattice check
+  (:mod:`~tm23data.generation.latticecheck`), a second PBE-trained model beside CHGNet.
 - ``auto``: CHGNet when installed, else EMT where it applies.
 
 MD: ``ase.md.nose_hoover_chain.NoseHooverChainNVT`` with one thermostat (``md.thermostat_chain = 1``, plain
@@ -44,7 +47,7 @@ from .structures import Supercell, build_supercell
 log = logging.getLogger(__name__)
 
 EMT_ELEMENTS = frozenset({"Ag", "Au", "Cu", "Ni", "Pd", "Pt"})
-CALCULATORS = ("auto", "chgnet", "emt")
+CALCULATORS = ("auto", "chgnet", "emt", "sevennet-0")
 
 
 class CalculatorUnavailable(StepError):
@@ -64,6 +67,14 @@ class CalculatorInfo:
 def chgnet_available() -> bool:
     try:
         import chgnet  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def sevennet_available() -> bool:
+    try:
+        import sevenn  # noqa: F401
     except ImportError:
         return False
     return True
@@ -90,6 +101,8 @@ def resolve_calculator(name: str, element: str) -> str:
         )
     if name == "chgnet" and not chgnet_available():
         raise CalculatorUnavailable("CHGNet is not installed: pip install chgnet (pretrained weights included)")
+    if name == "sevennet-0" and not sevennet_available():
+        raise CalculatorUnavailable("SevenNet is not installed: pip install sevenn (SevenNet-0 weights included)")
     return name
 
 
@@ -97,23 +110,25 @@ _CHGNET_MODEL = None
 
 
 def make_calculator(name: str, element: str, *, device: str | None = "cpu", threads: int | None = None):
-    """(calculator, CalculatorInfo) for ``name`` (auto/chgnet/emt) and ``element``; ``threads`` sets torch's
-    CPU threads for CHGNet (on a shared machine, 1 thread is often faster than oversubscribed cores)."""
+    """(calculator, CalculatorInfo) for ``name`` (auto/chgnet/emt/sevennet-0) and ``element``; ``threads`` sets
+    torch's CPU threads (on a shared machine, 1 thread is often faster than oversubscribed cores)."""
     concrete = resolve_calculator(name, element)
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
     if concrete == "emt":
         import ase
         from ase.calculators.emt import EMT
 
         return EMT(), CalculatorInfo("emt", "ASE EMT (effective-medium theory), a classical potential; not DFT",
                                      f"ase {ase.__version__}")  # fmt: skip
+    if concrete == "sevennet-0":
+        return _sevennet_calculator(device)
     global _CHGNET_MODEL
     import chgnet
-    import torch
     from chgnet.model import CHGNet
     from chgnet.model.dynamics import CHGNetCalculator
-
-    if threads:
-        torch.set_num_threads(int(threads))
 
     with contextlib.redirect_stdout(io.StringIO()):  # CHGNet prints its banner and device
         if _CHGNET_MODEL is None:
@@ -129,8 +144,33 @@ def make_calculator(name: str, element: str, *, device: str | None = "cpu", thre
     return calc, info
 
 
+def _sevennet_calculator(device: str | None):
+    """SevenNet-0 (11 July 2024) from the weights in the sevenn wheel; never downloads."""
+    import sevenn
+    from sevenn import _const
+
+    path = getattr(_const, "SEVENNET_0_11Jul2024", "")
+    if not os.path.isfile(path):
+        raise CalculatorUnavailable(f"SevenNet-0: the installed sevenn {sevenn.__version__} ships no weights at "
+                                    f"{path!r}; reinstall sevenn (its wheel ships them)")  # fmt: skip
+    from sevenn.calculator import SevenNetCalculator
+
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore", UserWarning)  # "no tensor-product accelerator"
+        inner = in_float32(SevenNetCalculator)(path, device=device or "cpu")
+    calc = Float64Calculator(inner)
+    info = CalculatorInfo(
+        "sevennet-0",
+        "SevenNet-0 (11 July 2024) pretrained universal potential (trained on MPtrj, Materials Project PBE/PBE+U "
+        "relaxation data); a machine-learned surrogate, not DFT",
+        f"sevenn {sevenn.__version__}, model SevenNet-0 11Jul2024",
+    )
+    return calc, info
+
+
 class Float64Calculator(Calculator):
-    """Wraps CHGNet's calculator so that results are float64 (it returns float32) and its prints are hushed."""
+    """Wraps a torch calculator (CHGNet, SevenNet) so that it runs in float32, its results are float64 and its
+    prints are hushed."""
 
     implemented_properties = ("energy", "free_energy", "forces", "stress")
 

@@ -7,8 +7,11 @@ deleted one random atom. This module holds:
 
 - the lattice table (``generation/data/lattice.csv``): per metal the structure, lattice constants,
   their **source, certainty and expected error** (``archive``: measured from the published frames; ``pbe``:
-  Materials Project legacy PBE value, not re-checked here; ``experimental``: ASE's reference data, the
-  PBE value unverified), and the published supercell where it is known;
+  Materials Project legacy PBE value, not re-checked here; ``pbe-estimate``: mean of the CHGNet and
+  SevenNet-0 relaxations where the two agree, see :mod:`~tm23data.generation.latticecheck`;
+  ``experimental``: ASE's reference data, the PBE value unverified), the experimental constants beside a
+  ``pbe-estimate`` (``a_exp_A``, ``c_over_a_exp``, ``alpha_exp_deg``), and the published supercell where
+  it is known;
 - overrides: a CIF/POSCAR file (:func:`read_structure_file`), or the Materials Project GGA entry through
   ``mp-api`` when the user has a key (:func:`from_materials_project`; r2SCAN entries are refused);
 - the supercell rule (:func:`supercell_repeat`) and the vacancy (:func:`build_supercell`);
@@ -48,7 +51,7 @@ from .settings import SUPERCELL_RULES, StructureSettings
 #: alpha-Mn (I-43m, No. 217) Wyckoff positions of the standard experimental refinement (2a, 8c, 24g, 24g):
 #: 2 + 8 + 24 + 24 = 58 atoms per conventional cell; nearest neighbours 2.24-2.91 Å at a = 8.9 Å.
 ALPHA_MN_BASIS = ((0.0, 0.0, 0.0), (0.3179, 0.3179, 0.3179), (0.3571, 0.3571, 0.0347), (0.0896, 0.0896, 0.2819))
-CERTAINTIES = ("archive", "pbe", "experimental", "user")
+CERTAINTIES = ("archive", "pbe", "pbe-estimate", "experimental", "user")
 
 
 class StructureError(DataError):
@@ -70,8 +73,12 @@ class LatticeEntry:
     tm23_repeat: tuple[int, int, int] | None
     note: str = ""
     expected_error: str = ""  # against the 0 K PBE constant the paper used
+    a_exp_A: float | None = None  # experimental constants, kept beside a pbe-estimate default
+    c_over_a_exp: float | None = None
+    alpha_exp_deg: float | None = None
 
-    def conventional_cell(self, a_A: float | None = None, c_over_a: float | None = None):
+    def conventional_cell(self, a_A: float | None = None, c_over_a: float | None = None,
+                          alpha_deg: float | None = None):  # fmt: skip
         """The conventional cell as ``ase.Atoms`` (optionally at other lattice constants)."""
         from ase.spacegroup import crystal
 
@@ -85,7 +92,7 @@ class LatticeEntry:
             c = a * (self.c_over_a if c_over_a is None else c_over_a)
             return crystal(sym, [(1 / 3, 2 / 3, 0.25)], spacegroup=194, cellpar=[a, a, c, 90, 90, 120])
         if self.structure == "rhombohedral":
-            alpha = math.radians(self.alpha_deg)
+            alpha = math.radians(self.alpha_deg if alpha_deg is None else alpha_deg)
             a_hex = 2 * a * math.sin(alpha / 2)
             c_hex = a * math.sqrt(3 * (1 + 2 * math.cos(alpha)))
             return crystal(sym, [(0, 0, 0)], spacegroup=166, cellpar=[a_hex, a_hex, c_hex, 90, 90, 120])
@@ -103,10 +110,17 @@ class LatticeEntry:
 
 
 @lru_cache(maxsize=1)
+def lattice_csv_rows() -> tuple[list[str], list[dict[str, str]]]:
+    """(column names, raw rows) of ``generation/data/lattice.csv``, as text (for tools that rewrite it)."""
+    with resources.files("tm23data.generation").joinpath("data/lattice.csv").open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        rows = list(reader)
+    return list(reader.fieldnames or []), rows
+
+
 def lattice_table() -> dict[str, LatticeEntry]:
     """The 27 rows of ``data/generation/lattice.csv``, checked against the elements table."""
-    with resources.files("tm23data.generation").joinpath("data/lattice.csv").open(newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    rows = lattice_csv_rows()[1]
     table = {}
     for line, row in enumerate(rows, start=2):
         try:
@@ -123,6 +137,9 @@ def lattice_table() -> dict[str, LatticeEntry]:
                 tm23_repeat=repeat,  # type: ignore[arg-type]
                 note=row["note"] or "",
                 expected_error=row.get("expected_error") or "",
+                a_exp_A=_optional_float(row.get("a_exp_A")),
+                c_over_a_exp=_optional_float(row.get("c_over_a_exp")),
+                alpha_exp_deg=_optional_float(row.get("alpha_exp_deg")),
             )
         except (KeyError, ValueError) as err:
             raise StructureError(f"generation/data/lattice.csv, line {line}: bad row ({err})") from None
@@ -132,6 +149,10 @@ def lattice_table() -> dict[str, LatticeEntry]:
     if sorted(table) != elements.symbols():
         raise StructureError("lattice.csv does not list exactly the 27 TM23 metals")
     return table
+
+
+def _optional_float(text: str | None) -> float | None:
+    return float(text) if text else None
 
 
 def lattice(symbol: str) -> LatticeEntry:
