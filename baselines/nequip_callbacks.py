@@ -114,7 +114,8 @@ class PreemptionCheckpoint(Callback):
     the current batch, save ``dirpath/last.ckpt`` (the full training state: weights, optimizer, scheduler,
     epoch and batch counters, callbacks' states) and exit with :data:`PREEMPTED_EXIT`.
 
-    The handler only sets a flag; the save happens at the next batch end, where the state is consistent.
+    The handler only sets a flag; the save happens at the next batch end, where the state is consistent (an
+    epoch's last batch excepted: then after its validation, so that the epoch ends whole).
     Under DDP any rank's flag stops all ranks (one collective decision per batch), so a signal delivered to
     one process (local launch) or to all (``srun``) behaves the same.
     """
@@ -156,7 +157,11 @@ class PreemptionCheckpoint(Callback):
         os._exit(PREEMPTED_EXIT) if trainer.world_size > 1 and trainer.global_rank != 0 else sys.exit(PREEMPTED_EXIT)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self._check(trainer)
+        # not after an epoch's last batch: a checkpoint saved there resumes in the next epoch without the
+        # finished one's end (its timing record, the stop rule's check, the plateau step); the save comes
+        # after its validation or at the next batch end instead
+        if batch_idx + 1 < trainer.num_training_batches:
+            self._check(trainer)
 
     def on_validation_end(self, trainer, pl_module) -> None:
         if not trainer.sanity_checking:
