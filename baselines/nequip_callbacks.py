@@ -114,8 +114,11 @@ class PreemptionCheckpoint(Callback):
     the current batch, save ``dirpath/last.ckpt`` (the full training state: weights, optimizer, scheduler,
     epoch and batch counters, callbacks' states) and exit with :data:`PREEMPTED_EXIT`.
 
-    The handler only sets a flag; the save happens at the next batch end, where the state is consistent (an
-    epoch's last batch excepted: then after its validation, so that the epoch ends whole).
+    The handler only sets a flag; the save happens at the next batch end, where the state is consistent.
+    Lightning's own SIGTERM stop (``SIGTERMException`` at its check points) is caught in ``on_exception`` and
+    saved the same way. Known limitation: a save after an epoch's last batch resumes in the next epoch
+    without the finished epoch's end (its timing record, the stop check and the plateau step of that one
+    epoch are lost).
     Under DDP any rank's flag stops all ranks (one collective decision per batch), so a signal delivered to
     one process (local launch) or to all (``srun``) behaves the same.
     """
@@ -148,8 +151,19 @@ class PreemptionCheckpoint(Callback):
         stop = self._flag
         if trainer.world_size > 1:
             stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
-        if not stop:
-            return
+        if stop:
+            self._save_and_exit(trainer)
+
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        # Lightning's own SIGTERM handling raises SIGTERMException (a SystemExit with status 0) at its own
+        # check points (after an epoch's end, inside validation), which can come before this callback's next
+        # check: without this, the run would end as if it had finished. Every rank raises it at the same point.
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        if isinstance(exception, SIGTERMException):
+            self._save_and_exit(trainer)
+
+    def _save_and_exit(self, trainer) -> None:
         trainer.save_checkpoint(self.path)
         print(f"PreemptionCheckpoint: saved {self.path} at epoch {trainer.current_epoch}, step "
               f"{trainer.global_step}; exiting with {PREEMPTED_EXIT}", flush=True)  # fmt: skip
@@ -157,11 +171,7 @@ class PreemptionCheckpoint(Callback):
         os._exit(PREEMPTED_EXIT) if trainer.world_size > 1 and trainer.global_rank != 0 else sys.exit(PREEMPTED_EXIT)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        # not after an epoch's last batch: a checkpoint saved there resumes in the next epoch without the
-        # finished one's end (its timing record, the stop rule's check, the plateau step); the save comes
-        # after its validation or at the next batch end instead
-        if batch_idx + 1 < trainer.num_training_batches:
-            self._check(trainer)
+        self._check(trainer)
 
     def on_validation_end(self, trainer, pl_module) -> None:
         if not trainer.sanity_checking:
