@@ -412,17 +412,9 @@ def _fmt(x) -> str:
 
 
 def cmd_compare_labels(args) -> int:
-    from .labeldiff import compare_archives
+    from .labeldiff import archive_file, compare_archives
 
-    def archive_path(text: str):
-        if os.path.isfile(text):
-            return text
-        from .fetch import fetch_archive
-        from .registry import resolve
-
-        return fetch_archive(resolve(text))
-
-    report = compare_archives(archive_path(args.a), archive_path(args.b), args.elements, subset=args.subset,
+    report = compare_archives(archive_file(args.a), archive_file(args.b), args.elements, subset=args.subset,
                               position_tol_A=args.position_tol)  # fmt: skip
     if args.markdown:
         write_atomic(args.markdown, report.to_markdown())

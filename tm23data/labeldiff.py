@@ -142,6 +142,17 @@ class LabelComparison:
 SUBSETS = ("all", "train", "test")
 
 
+def archive_file(spec: str | os.PathLike) -> str | os.PathLike:
+    """The zip that ``spec`` names: a file as it is (read, not imported), else an archive of the registry
+    (name, md5, URL#md5=..., folder), fetched or imported as ``archive=`` does everywhere else."""
+    if os.path.isfile(spec):
+        return spec
+    from .fetch import fetch_archive
+    from .registry import resolve
+
+    return fetch_archive(resolve(spec))
+
+
 def compare_archives(a: str | os.PathLike, b: str | os.PathLike, element_symbols=None, *, subset: str = "all",
                      position_tol_A: float = 1e-3) -> LabelComparison:  # fmt: skip
     """Compare the labels of archives ``a`` and ``b`` (zips) on the elements both hold (or ``element_symbols``),
